@@ -1,0 +1,1 @@
+"""Implementation of :mod:`jparam.nn.functional`, split by family (re-exported there)."""

@@ -1,0 +1,340 @@
+"""Pooling on channels-first inputs, with torch's output-size and divisor rules."""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._conv import _ntuple
+
+__all__ = [
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+]
+
+
+def _pool_out(L, k, s, p, d, ceil_mode):
+    eff = d * (k - 1) + 1
+    num = L + 2 * p - eff + (s - 1 if ceil_mode else 0)
+    out = num // s + 1
+    if ceil_mode and (out - 1) * s >= L + p:
+        out -= 1
+    return out
+
+
+def _prep(n, input, kernel_size, stride, padding, dilation, fname):
+    if input.ndim not in (n + 1, n + 2):
+        raise ValueError(f"{fname}: expected a {n + 1}-d or {n + 2}-d input, "
+                         f"got shape {tuple(input.shape)}")
+    k = _ntuple(kernel_size, n, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
+        else _ntuple(stride, n, "stride")
+    p = _ntuple(padding, n, "padding")
+    d = _ntuple(dilation, n, "dilation")
+    for ki, pi in zip(k, p):
+        if pi > ki // 2:
+            raise ValueError(f"{fname}: pad should be at most half of effective kernel size, "
+                             f"but got pad={pi}, kernel_size={ki}")
+    return k, s, p, d
+
+
+def _window(n, input, k, s, p, d, ceil_mode, fname):
+    """Shared geometry: output sizes and the (lo, hi) padding that produces exactly them."""
+    spatial = input.shape[-n:]
+    outs, pads = [], []
+    for L, ki, si, pi, di in zip(spatial, k, s, p, d):
+        o = _pool_out(L, ki, si, pi, di, ceil_mode)
+        if o <= 0:
+            raise ValueError(f"{fname}: output size is too small (input {tuple(input.shape)}, "
+                             f"kernel_size={k}, stride={s}, padding={p}, dilation={d})")
+        hi = max((o - 1) * si + di * (ki - 1) + 1 - L - pi, 0)
+        outs.append(o)
+        pads.append((pi, hi))
+    lead = input.ndim - n
+    full_pads = [(0, 0)] * lead + pads
+    dims = (1,) * lead + tuple(k)
+    strides = (1,) * lead + tuple(s)
+    dil = (1,) * lead + tuple(d)
+    return outs, full_pads, dims, strides, dil
+
+
+def _crop(y, n, outs):
+    return y[(Ellipsis,) + tuple(slice(0, o) for o in outs)]
+
+
+def _max_pool(n, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, fname):
+    k, s, p, d = _prep(n, input, kernel_size, stride, padding, dilation, fname)
+    outs, pads, dims, strides, dil = _window(n, input, k, s, p, d, ceil_mode, fname)
+    neg = jnp.array(-jnp.inf if jnp.issubdtype(input.dtype, jnp.floating)
+                    else jnp.iinfo(input.dtype).min, input.dtype)
+    y = jax.lax.reduce_window(input, neg, jax.lax.max, dims, strides, pads,
+                              window_dilation=dil)
+    y = _crop(y, n, outs)
+    if not return_indices:
+        return y
+    spatial = input.shape[-n:]
+    idx = jnp.broadcast_to(jnp.arange(math.prod(spatial), dtype=jnp.int32).reshape(spatial),
+                           input.shape)
+    x = jax.lax.stop_gradient(input)
+
+    def pick(a, b):
+        va, ia = a
+        vb, ib = b
+        take_a = (va > vb) | ((va == vb) & (ia < ib)) | jnp.isnan(va)
+        return jnp.where(take_a, va, vb), jnp.where(take_a, ia, ib)
+
+    _, ind = jax.lax.reduce_window((x, idx), (neg, jnp.array(-1, jnp.int32)), pick, dims, strides,
+                                   pads, window_dilation=dil)
+    return y, _crop(ind, n, outs)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """1-d max pooling over ``(N, C, L)`` (torch's padding, dilation and ceil_mode rules).
+
+    Example:
+        >>> F.max_pool1d(jnp.arange(6.0).reshape(1, 1, 6), 2).shape
+        (1, 1, 3)
+    """
+    return _max_pool(1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+                     "max_pool1d")
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """2-d max pooling over NCHW; ``return_indices`` gives torch's flat per-plane indices.
+
+    Example:
+        >>> F.max_pool2d(jnp.ones((1, 1, 5, 5)), 2, ceil_mode=True).shape
+        (1, 1, 3, 3)
+    """
+    return _max_pool(2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+                     "max_pool2d")
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """3-d max pooling over NCDHW.
+
+    Example:
+        >>> F.max_pool3d(jnp.ones((1, 1, 4, 4, 4)), 2).shape
+        (1, 1, 2, 2, 2)
+    """
+    return _max_pool(3, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+                     "max_pool3d")
+
+
+def _avg_divisor(L, k, s, p, o, include_pad):
+    div = np.empty(o, np.float64)
+    for i in range(o):
+        start = i * s - p
+        end = min(start + k, L + p)
+        size = end - start
+        start, end = max(start, 0), min(end, L)
+        div[i] = size if include_pad else (end - start)
+    return div
+
+
+def _avg_pool(n, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+              divisor_override, fname):
+    k, s, p, d = _prep(n, input, kernel_size, stride, padding, 1, fname)
+    outs, pads, dims, strides, dil = _window(n, input, k, s, p, d, ceil_mode, fname)
+    zero = jnp.array(0, input.dtype)
+    y = _crop(jax.lax.reduce_window(input, zero, jax.lax.add, dims, strides, pads), n, outs)
+    if divisor_override is not None:
+        if divisor_override == 0:
+            raise ValueError(f"{fname}: divisor_override must be non-zero")
+        return y / jnp.asarray(divisor_override, y.dtype)
+    div = np.ones((), np.float64)
+    for L, ki, si, pi, o in zip(input.shape[-n:], k, s, p, outs):
+        div = np.multiply.outer(div, _avg_divisor(L, ki, si, pi, o, count_include_pad))
+    return y / jnp.asarray(div, y.dtype)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """1-d average pooling over ``(N, C, L)``.
+
+    Example:
+        >>> F.avg_pool1d(jnp.ones((1, 1, 6)), 2).shape
+        (1, 1, 3)
+    """
+    return _avg_pool(1, input, kernel_size, stride, padding, ceil_mode, count_include_pad, None,
+                     "avg_pool1d")
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """2-d average pooling over NCHW (count_include_pad, ceil_mode, divisor_override as torch).
+
+    Example:
+        >>> F.avg_pool2d(jnp.ones((1, 1, 4, 4)), 2).shape
+        (1, 1, 2, 2)
+    """
+    return _avg_pool(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override, "avg_pool2d")
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """3-d average pooling over NCDHW.
+
+    Example:
+        >>> F.avg_pool3d(jnp.ones((1, 1, 4, 4, 4)), 2).shape
+        (1, 1, 2, 2, 2)
+    """
+    return _avg_pool(3, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override, "avg_pool3d")
+
+
+def _adaptive_axis(x, axis, out, reduce):
+    L = x.shape[axis]
+    if out is None:
+        return x
+    out = int(out)
+    if out <= 0:
+        raise ValueError(f"adaptive pooling: output size must be positive, got {out}")
+    if L % out == 0:
+        k = L // out
+        shape = x.shape[:axis] + (out, k) + x.shape[axis + 1:]
+        return reduce(x.reshape(shape), axis + 1)
+    pieces = []
+    for i in range(out):
+        start = (i * L) // out
+        end = -((-(i + 1) * L) // out)
+        sl = jax.lax.slice_in_dim(x, start, end, axis=axis)
+        pieces.append(reduce(sl, axis)[(slice(None),) * axis + (None,)])
+    return jnp.concatenate(pieces, axis=axis)
+
+
+def _adaptive(n, input, output_size, reduce, fname):
+    if input.ndim not in (n + 1, n + 2):
+        raise ValueError(f"{fname}: expected a {n + 1}-d or {n + 2}-d input, "
+                         f"got shape {tuple(input.shape)}")
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != n:
+            raise ValueError(f"{fname}: output_size must have {n} entries, got {output_size!r}")
+        sizes = tuple(output_size)
+    else:
+        sizes = (output_size,) * n
+    y = input
+    for j, o in enumerate(sizes):
+        y = _adaptive_axis(y, input.ndim - n + j, o, reduce)
+    return y
+
+
+def _mean(x, axis):
+    return jnp.mean(x, axis=axis)
+
+
+def _max(x, axis):
+    return jnp.max(x, axis=axis)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """Average over torch's adaptive windows ``[floor(iL/o), ceil((i+1)L/o))``.
+
+    Example:
+        >>> F.adaptive_avg_pool1d(jnp.ones((1, 2, 7)), 3).shape
+        (1, 2, 3)
+    """
+    return _adaptive(1, input, output_size, _mean, "adaptive_avg_pool1d")
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """2-d adaptive average pooling; ``None`` in ``output_size`` keeps that size.
+
+    Example:
+        >>> F.adaptive_avg_pool2d(jnp.ones((1, 2, 7, 5)), (3, None)).shape
+        (1, 2, 3, 5)
+    """
+    return _adaptive(2, input, output_size, _mean, "adaptive_avg_pool2d")
+
+
+def adaptive_avg_pool3d(input, output_size):
+    """3-d adaptive average pooling.
+
+    Example:
+        >>> F.adaptive_avg_pool3d(jnp.ones((1, 2, 4, 4, 4)), 1).shape
+        (1, 2, 1, 1, 1)
+    """
+    return _adaptive(3, input, output_size, _mean, "adaptive_avg_pool3d")
+
+
+def _no_indices(return_indices, fname):
+    if return_indices:
+        raise NotImplementedError(f"{fname}: return_indices=True is not supported")
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """1-d adaptive max pooling.
+
+    Example:
+        >>> F.adaptive_max_pool1d(jnp.ones((1, 2, 7)), 3).shape
+        (1, 2, 3)
+    """
+    _no_indices(return_indices, "adaptive_max_pool1d")
+    return _adaptive(1, input, output_size, _max, "adaptive_max_pool1d")
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """2-d adaptive max pooling.
+
+    Example:
+        >>> F.adaptive_max_pool2d(jnp.ones((1, 2, 7, 5)), 2).shape
+        (1, 2, 2, 2)
+    """
+    _no_indices(return_indices, "adaptive_max_pool2d")
+    return _adaptive(2, input, output_size, _max, "adaptive_max_pool2d")
+
+
+def adaptive_max_pool3d(input, output_size, return_indices=False):
+    """3-d adaptive max pooling.
+
+    Example:
+        >>> F.adaptive_max_pool3d(jnp.ones((1, 2, 4, 4, 4)), 2).shape
+        (1, 2, 2, 2, 2)
+    """
+    _no_indices(return_indices, "adaptive_max_pool3d")
+    return _adaptive(3, input, output_size, _max, "adaptive_max_pool3d")
+
+
+def _lp_pool(n, input, norm_type, kernel_size, stride, ceil_mode, fname):
+    k = _ntuple(kernel_size, n, "kernel_size")
+    out = _avg_pool(n, input ** norm_type, k, stride, 0, ceil_mode, True, None, fname)
+    out = jnp.sign(out) * jax.nn.relu(jnp.abs(out))
+    return (out * math.prod(k)) ** (1.0 / norm_type)
+
+
+def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """Power-average pooling ``(sum x^p)^(1/p)`` over 1-d windows.
+
+    Example:
+        >>> F.lp_pool1d(jnp.ones((1, 1, 4)), 2, 2).shape
+        (1, 1, 2)
+    """
+    return _lp_pool(1, input, norm_type, kernel_size, stride, ceil_mode, "lp_pool1d")
+
+
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """Power-average pooling over 2-d windows.
+
+    Example:
+        >>> F.lp_pool2d(jnp.ones((1, 1, 4, 4)), 2, 2).shape
+        (1, 1, 2, 2)
+    """
+    return _lp_pool(2, input, norm_type, kernel_size, stride, ceil_mode, "lp_pool2d")
+
+
+def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """Power-average pooling over 3-d windows.
+
+    Example:
+        >>> F.lp_pool3d(jnp.ones((1, 1, 4, 4, 4)), 2, 2).shape
+        (1, 1, 2, 2, 2)
+    """
+    return _lp_pool(3, input, norm_type, kernel_size, stride, ceil_mode, "lp_pool3d")
