@@ -1,0 +1,160 @@
+"""Autodiff with torch's semantics: ``backward`` accumulates into ``p.grad``.
+
+Only trainable parameters (``requires_grad=True``) are differentiated. Every other leaf,
+buffers, plain arrays, frozen parameters, is wrapped in ``stop_gradient``. The forward
+runs on a fresh copy of the model, so buffers it reassigns (BatchNorm's running stats,
+dropout's key) come back in the returned model and the input model is never mutated.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from jparam import _flatten as fl
+from jparam._module import Module
+
+__all__ = ["backward", "value_and_grad", "grad", "call"]
+
+
+def _check_model(model: Any, fname: str) -> None:
+    if not isinstance(model, Module):
+        raise TypeError(f"{fname}: the first argument after fn must be a jparam.nn.Module, "
+                        f"got {type(model).__module__}.{type(model).__qualname__}")
+
+
+def _check_scalar(loss: Any, fname: str) -> None:
+    shape = getattr(loss, "shape", None)
+    if shape is None or tuple(shape) != () or not jnp.issubdtype(jnp.result_type(loss), jnp.floating):
+        desc = f"shape {tuple(shape)} dtype {jnp.result_type(loss)}" if shape is not None else type(loss).__name__
+        raise TypeError(f"{fname}: fn must return a scalar floating-point loss "
+                        f"(grad can be implicitly created only for scalar outputs), got {desc}")
+
+
+def _split(model: Module):
+    leaves, aux = fl.flatten_module(model)
+    bp = aux.bp
+    train = tuple(i for i, (rg, _) in enumerate(bp.params) if rg)
+    return leaves, aux, train
+
+
+def _rebuild_for_grad(leaves, aux, train, tvals):
+    stopped = [jax.lax.stop_gradient(v) if isinstance(v, jax.Array) else v for v in leaves]
+    for i, t in zip(train, tvals):
+        stopped[i] = t
+    return fl.unflatten_module(aux, stopped)
+
+
+def backward(fn: Callable[..., Any], model: Module, *args: Any, has_aux: bool = False,
+             **kwargs: Any):
+    """``loss.backward()`` for a pure function: ``loss, model = jparam.backward(fn, model, *args)``.
+
+    Computes ``fn(model, *args, **kwargs)`` and the gradient of its scalar result with
+    respect to every trainable parameter, and returns the model after the forward (buffers
+    updated) with gradients accumulated into ``p.grad`` (``grad = grad + g`` when a grad is
+    already present, as torch does until ``zero_grad``). Tied parameters get the sum of the
+    gradients from every place they are used. With ``has_aux=True``, ``fn`` returns
+    ``(loss, aux)`` and the result is ``((loss, aux), model)``.
+
+    Example:
+        >>> loss, model = jparam.backward(lambda m, x, y: jnp.mean((m(x) - y) ** 2), model, x, y)
+        >>> model.fc.weight.grad.shape
+        (8, 8)
+    """
+    _check_model(model, "jparam.backward")
+    leaves, aux, train = _split(model)
+
+    def inner(tvals):
+        m = _rebuild_for_grad(leaves, aux, train, tvals)
+        out = fn(m, *args, **kwargs)
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("jparam.backward(has_aux=True): fn must return a (loss, aux) pair")
+            loss, extra = out
+        else:
+            loss, extra = out, None
+        _check_scalar(loss, "jparam.backward")
+        return loss, (extra, m)
+
+    (loss, (extra, after)), gs = jax.value_and_grad(inner, has_aux=True)([leaves[i] for i in train])
+    leaves2, aux2 = fl.flatten_module(after)
+    bp2 = aux2.bp
+    pdata, grads, others = fl.split_leaves(bp2, leaves2)
+    per = fl.grads_by_param(bp2, grads)
+    if len(bp2.params) == len(aux.bp.params):
+        index = {i: i for i in train}
+    else:  # forward changed the set of parameters: match by identity token
+        where = {t: j for j, t in enumerate(aux2.tokens)}
+        index = {i: where[aux.tokens[i]] for i in train if aux.tokens[i] in where}
+    for i, g in zip(train, gs):
+        j = index.get(i)
+        if j is None:
+            continue
+        g = g.astype(pdata[j].dtype) if g.dtype != pdata[j].dtype else g
+        per[j] = g if per[j] is None else per[j] + g
+    new_model = fl.assemble(bp2, aux2.tokens, pdata, per, others)
+    return ((loss, extra) if has_aux else loss), new_model
+
+
+def value_and_grad(fn: Callable[..., Any], has_aux: bool = False) -> Callable[..., Any]:
+    """Functional form: ``(model, *args) -> (value, grads)``.
+
+    ``grads`` has the model's structure: a module whose trainable parameters hold their
+    gradients and whose every other leaf (buffers, arrays, frozen parameters) is ``None``.
+    Updated buffers are not returned; use :func:`backward` or :func:`call` for those.
+
+    Example:
+        >>> loss, g = jparam.value_and_grad(loss_fn)(model, x, y)
+        >>> g.fc.weight.data.shape
+        (8, 8)
+    """
+
+    def wrapped(model: Module, *args: Any, **kwargs: Any):
+        _check_model(model, "jparam.value_and_grad")
+        leaves, aux, train = _split(model)
+
+        def inner(tvals):
+            m = _rebuild_for_grad(leaves, aux, train, tvals)
+            out = fn(m, *args, **kwargs)
+            loss = out[0] if has_aux else out
+            _check_scalar(loss, "jparam.value_and_grad")
+            return out
+
+        value, gs = jax.value_and_grad(inner, has_aux=has_aux)([leaves[i] for i in train])
+        bp = aux.bp
+        nograd = bp.with_grads([False] * len(bp.params))
+        out = [None] * (len(bp.params) + bp.n_other)
+        for i, g in zip(train, gs):
+            out[i] = g
+        return value, fl.unflatten_module(fl.Aux(nograd, aux.tokens), out)
+
+    return wrapped
+
+
+def grad(fn: Callable[..., Any], has_aux: bool = False) -> Callable[..., Any]:
+    """Like :func:`value_and_grad` but returns only the gradients (and aux if ``has_aux``)."""
+    vg = value_and_grad(fn, has_aux=has_aux)
+
+    def wrapped(model: Module, *args: Any, **kwargs: Any):
+        value, g = vg(model, *args, **kwargs)
+        return (g, value[1]) if has_aux else g
+
+    return wrapped
+
+
+def call(model: Module, *args: Any, **kwargs: Any):
+    """Run ``model(*args, **kwargs)`` purely: returns ``(output, new_model)``.
+
+    The forward runs on a copy; buffers it updates (BatchNorm running statistics in
+    training mode, dropout keys) are in ``new_model``, and ``model`` is left unchanged.
+    Use it for stateful inference or evaluation inside ``jax.jit``.
+
+    Example:
+        >>> out, model = jparam.call(model, x)
+    """
+    _check_model(model, "jparam.call")
+    leaves, aux = fl.flatten_module(model)
+    m = fl.unflatten_module(aux, list(leaves))
+    out = m(*args, **kwargs)
+    return out, m

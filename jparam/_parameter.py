@@ -1,0 +1,255 @@
+"""``Parameter`` and ``Buffer``: the two kinds of registered array state.
+
+A :class:`Parameter` is a small mutable wrapper around one array with a static
+``requires_grad`` flag and a ``grad`` slot, exactly like ``torch.nn.Parameter``.  It is
+usable wherever an array is (``jnp`` functions, operators, ``.shape``), and it is a
+pytree node on its own.  Inside a :class:`~jparam.nn.Module` it is not a node: the module
+flattens all its parameters into one flat list (see ``docs/design.md``).
+
+A :class:`Buffer` is only a marker, as in torch: ``self.x = nn.Buffer(a)`` registers a
+buffer and stores the plain array.
+"""
+from __future__ import annotations
+
+import itertools
+import operator
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jparam._tracing import check_no_leak, trace_state_clean
+
+__all__ = ["Parameter", "Buffer"]
+
+_ids = itertools.count(1)
+
+
+def _unwrap(x):
+    return x._data if type(x) is Parameter or isinstance(x, Parameter) else x
+
+
+class Parameter:
+    """A trainable array: ``torch.nn.Parameter`` for JAX.
+
+    ``requires_grad`` is static (changing it retraces a jitted function); ``grad`` is
+    ``None`` until :func:`jparam.backward` fills it, and sums over backward calls until
+    ``zero_grad``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jparam import nn
+        >>> w = nn.Parameter(jnp.ones((2, 3)))
+        >>> (w * 2).sum(), w.shape, w.requires_grad
+        (Array(12., dtype=float32), (2, 3), True)
+    """
+
+    __slots__ = ("_data", "_grad", "requires_grad", "_jp_id", "_jp_outer", "__weakref__")
+    __array_priority__ = 200
+
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        if data is None:
+            data = jnp.zeros((0,), jnp.float32)
+        elif isinstance(data, Parameter):
+            data = data._data
+        elif not isinstance(data, jax.Array):
+            data = _as_array(data, "Parameter data")
+        if not isinstance(requires_grad, bool):
+            raise TypeError(f"requires_grad must be a bool, got {type(requires_grad).__name__}")
+        self._data = data
+        self._grad = None
+        self.requires_grad = requires_grad
+        self._jp_id = next(_ids)
+        self._jp_outer = trace_state_clean()
+
+    @classmethod
+    def _make(cls, data, grad, requires_grad, token, outer):
+        p = object.__new__(cls)
+        p._data, p._grad, p.requires_grad, p._jp_id, p._jp_outer = data, grad, requires_grad, token, outer
+        return p
+
+    # -- the wrapped array ------------------------------------------------------------
+    @property
+    def data(self) -> jax.Array:
+        """The wrapped array (no gradient tracking: it *is* the array)."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        if isinstance(value, Parameter):
+            value = value._data
+        elif not isinstance(value, jax.Array):
+            value = _as_array(value, "Parameter.data")
+        if self._jp_outer:
+            check_no_leak(value, "Parameter.data")
+        self._data = value
+
+    @property
+    def grad(self) -> Optional[jax.Array]:
+        """Accumulated gradient, or ``None`` (torch semantics)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        if value is not None:
+            if isinstance(value, Parameter):
+                value = value._data
+            value = _as_array(value, "Parameter.grad")
+            if tuple(value.shape) != tuple(self._data.shape):
+                raise ValueError(
+                    f"assigned grad has shape {tuple(value.shape)}, but the parameter has "
+                    f"shape {tuple(self._data.shape)}")
+            if self._jp_outer:
+                check_no_leak(value, "Parameter.grad")
+        self._grad = value
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Parameter":
+        """Set ``requires_grad`` in place and return ``self`` (setup-time, like torch)."""
+        if not isinstance(requires_grad, bool):
+            raise TypeError(f"requires_grad must be a bool, got {type(requires_grad).__name__}")
+        self.requires_grad = requires_grad
+        return self
+
+    def detach(self) -> jax.Array:
+        """The data as a plain array with ``stop_gradient`` applied."""
+        return jax.lax.stop_gradient(self._data)
+
+    def numel(self) -> int:
+        return int(np.prod(self._data.shape, dtype=np.int64))
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def item(self):
+        return self._data.item()
+
+    def clone(self) -> "Parameter":
+        return Parameter(self._data, self.requires_grad)
+
+    def __jax_array__(self) -> jax.Array:
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        a = np.asarray(self._data)
+        return a.astype(dtype) if dtype is not None else a
+
+    # attribute access falls through to the array (shape, dtype, ndim, T, reshape, sum, ...)
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in Parameter.__slots__:
+            raise AttributeError(name)
+        return getattr(self._data, name)
+
+    def __deepcopy__(self, memo):
+        p = Parameter._make(self._data, self._grad, self.requires_grad, next(_ids), trace_state_clean())
+        memo[id(self)] = p
+        return p
+
+    def __copy__(self):
+        return Parameter._make(self._data, self._grad, self.requires_grad, next(_ids), trace_state_clean())
+
+    # container protocol
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __getitem__(self, idx):
+        return self._data[_unwrap(idx)]
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+    def __float__(self) -> float:
+        return float(self._data)
+
+    def __int__(self) -> int:
+        return int(self._data)
+
+    def __index__(self) -> int:
+        return operator.index(self._data)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        body = repr(self._data)
+        rg = "" if self.requires_grad else ", requires_grad=False"
+        return f"Parameter containing:\n{body}{rg}"
+
+
+def _binop(name: str):
+    op = getattr(operator, name)
+
+    def fwd(self, other):
+        return op(self._data, _unwrap(other))
+
+    def rev(self, other):
+        return op(_unwrap(other), self._data)
+
+    return fwd, rev
+
+
+for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul",
+           "and_", "or_", "xor", "lshift", "rshift"):
+    _f, _r = _binop(_n)
+    _base = _n.rstrip("_")
+    setattr(Parameter, f"__{_base}__", _f)
+    setattr(Parameter, f"__r{_base}__", _r)
+for _n in ("lt", "le", "gt", "ge", "eq", "ne"):
+    _f, _ = _binop(_n)
+    setattr(Parameter, f"__{_n}__", _f)
+for _n in ("neg", "pos", "abs", "invert"):
+    setattr(Parameter, f"__{_n}__", (lambda o: lambda self: o(self._data))(getattr(operator, _n)))
+Parameter.__hash__ = object.__hash__
+
+
+def _param_flatten(p: Parameter):
+    return (p._data, p._grad), (p.requires_grad, p._jp_id)
+
+
+def _param_unflatten(aux, children):
+    data, grad = children
+    return Parameter._make(data, grad, aux[0], aux[1], trace_state_clean())
+
+
+jax.tree_util.register_pytree_node(Parameter, _param_flatten, _param_unflatten)
+
+
+class Buffer:
+    """Marker that registers a buffer when assigned to a module attribute (torch's ``nn.Buffer``).
+
+    The module stores the plain array; ``persistent=False`` keeps it out of ``state_dict``.
+
+    Example:
+        >>> class M(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.running = nn.Buffer(jnp.zeros(3))
+    """
+
+    __slots__ = ("data", "persistent")
+
+    def __init__(self, data: Any = None, *, persistent: bool = True) -> None:
+        if data is not None and not isinstance(data, jax.Array):
+            data = _as_array(data, "Buffer data")
+        self.data = data
+        self.persistent = bool(persistent)
+
+    def __repr__(self) -> str:
+        return f"Buffer({self.data!r}, persistent={self.persistent})"
+
+
+def _as_array(value: Any, what: str) -> jax.Array:
+    """Convert array-likes (NumPy, torch tensors, lists) to a jax array, or raise clearly."""
+    if isinstance(value, jax.Array):
+        return value
+    if type(value).__module__.startswith("torch"):
+        from jparam._convert import torch_to_jax
+
+        return torch_to_jax(value)
+    if isinstance(value, (np.ndarray, np.generic, list, tuple, int, float, complex, bool)):
+        return jnp.asarray(value)
+    raise TypeError(
+        f"{what} must be an array (jax.Array, numpy.ndarray or torch.Tensor), "
+        f"got {type(value).__module__}.{type(value).__qualname__}")

@@ -1,0 +1,469 @@
+"""``Optimizer``: torch's optimizer API on optax, as a pure, jit-able pytree.
+
+``model, opt = opt.step(model)`` reads each parameter's ``grad`` from the model, applies
+the optimizer's optax transformation *per parameter* (so a parameter without a grad is
+skipped entirely, with no decay, momentum or step count, as in torch), writes the new
+values into a new model and returns a new optimizer. The gradients it consumed are
+cleared in the returned model (``set_to_none``), so no gradient memory outlives a step.
+
+Parameters are recognised by identity tokens that survive ``jax.jit`` (see
+``docs/design.md``), so ``optim.SGD([{"params": m.base.parameters()}, ...])`` keeps
+working on the rebuilt objects. Numeric hyperparameters (``lr``, ``momentum``, ``betas``,
+...) are pytree leaves: changing ``opt.param_groups[i]["lr"]`` never recompiles.
+"""
+from __future__ import annotations
+
+import warnings
+import weakref
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jparam import _flatten as fl
+from jparam._module import Module
+from jparam._parameter import Parameter
+from jparam._tracing import trace_state_clean
+
+__all__ = ["Optimizer", "ParamGroup", "required"]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _Required()
+
+_ALWAYS_STATIC = ("foreach", "differentiable", "fused", "capturable", "param_names")
+
+
+def _is_numeric(v: Any) -> bool:
+    if isinstance(v, bool) or v is None:
+        return False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return True
+    if isinstance(v, (jax.Array, np.ndarray)):
+        return jnp.ndim(v) == 0
+    if isinstance(v, tuple) and v:
+        return all(_is_numeric(e) for e in v)
+    return False
+
+
+def _as_hp(v: Any) -> Any:
+    """A numeric hyperparameter as a float32 scalar array (tuples elementwise); tracers pass."""
+    if isinstance(v, tuple):
+        return tuple(_as_hp(e) for e in v)
+    if isinstance(v, jax.core.Tracer):
+        return v
+    return jnp.asarray(v, jnp.float32)
+
+
+def _to_python(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return tuple(_to_python(e) for e in v)
+    if isinstance(v, (jax.Array, np.ndarray)) and not isinstance(v, jax.core.Tracer):
+        return float(v)
+    return v
+
+
+class _Control:
+    """Shared by every incarnation of one optimizer: which one is the newest outside jit."""
+
+    __slots__ = ("latest", "__weakref__")
+
+    def __init__(self) -> None:
+        self.latest = None
+
+
+class ParamGroup(dict):
+    """One torch param group: ``{"params": [...], "lr": ..., ...}``.
+
+    Numeric hyperparameters assigned here are stored as float32 scalar arrays, so they are
+    data to a jitted step (no recompile when they change).
+    """
+
+    __slots__ = ("_owner", "_numeric")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in getattr(self, "_numeric", ()):
+            if not _is_numeric(value) and not isinstance(value, jax.core.Tracer):
+                raise TypeError(f"param_groups[...]['{key}'] must be a number, got {type(value).__name__}")
+            value = _as_hp(value)
+        super().__setitem__(key, value)
+        owner = getattr(self, "_owner", None)
+        if owner is not None:
+            owner._flat = None
+
+
+class _OptAux:
+    __slots__ = ("cls", "treedef", "static", "control")
+
+    def __init__(self, cls, treedef, static, control):
+        self.cls, self.treedef, self.static, self.control = cls, treedef, static, control
+
+    def __hash__(self) -> int:
+        return hash((self.cls, self.treedef, self.static))
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, _OptAux) and self.cls is other.cls and self.treedef == other.treedef
+                and self.static == other.static)
+
+
+class Optimizer:
+    """Base class of jparam optimizers; wraps any optax transformation as a torch optimizer.
+
+    ``Optimizer(params, tx)`` with an ``optax.GradientTransformation`` gives an optimizer
+    whose update is ``tx`` (hyperparameters baked into ``tx``; ``lr`` in ``param_groups`` is
+    not used). Subclasses (SGD, Adam, ...) instead build their transformation from each
+    group's hyperparameters by overriding :meth:`_transform`.
+
+    Example:
+        >>> opt = optim.Optimizer(model.parameters(), optax.lion(1e-4))
+        >>> model, opt = opt.step(model)
+    """
+
+    _static_keys: Tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Any], defaults: Any) -> None:
+        if isinstance(defaults, optax.GradientTransformation):
+            self._tx = defaults
+            defaults = {}
+        else:
+            self._tx = None
+        self.defaults: Dict[str, Any] = dict(defaults)
+        self._groups: List[ParamGroup] = []
+        self._states: List[list] = []
+        self._structs: List[tuple] = []
+        self._flat = None
+        self._aux = None
+        self._control = _Control()
+        self._control.latest = weakref.ref(self)
+        self._outer = trace_state_clean()
+        if isinstance(params, (Parameter, jax.Array, np.ndarray)) or hasattr(params, "shape"):
+            raise TypeError("params argument given to the optimizer should be an iterable of "
+                            f"Parameters or dicts, but got {_tname(params)}")
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _transform(self, group: Dict[str, Any], struct: tuple) -> optax.GradientTransformation:
+        """The per-parameter transformation for ``group`` (values may be traced scalars)."""
+        if self._tx is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement _transform")
+        return self._tx
+
+    def _group_struct(self, group: Dict[str, Any]) -> tuple:
+        """Static structure decided once from a new group's Python values (e.g. momentum != 0)."""
+        return ()
+
+    def _state_to_torch(self, group: Dict[str, Any], struct: tuple, state: Any) -> Dict[str, Any]:
+        """One parameter's state in torch's names (``{}`` if it has not been stepped)."""
+        leaves = jax.tree_util.tree_leaves(state)
+        return {f"optax_{i}": v for i, v in enumerate(leaves)}
+
+    def _state_from_torch(self, group: Dict[str, Any], struct: tuple, entry: Dict[str, Any],
+                          like: Any) -> Any:
+        """Inverse of :meth:`_state_to_torch`; ``like`` is the current state (shapes, dtypes)."""
+        leaves, td = jax.tree_util.tree_flatten(like)
+        if not entry:
+            return like
+        return jax.tree_util.tree_unflatten(td, [jnp.asarray(entry[f"optax_{i}"]) for i in range(len(leaves))])
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyperparameters (torch's semantics and errors)."""
+        live = self._live()
+        if live is not self:
+            return live.add_param_group(param_group)
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {_tname(param_group)}")
+        group = dict(param_group)
+        params = group.get("params")
+        if isinstance(params, Parameter):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the "
+                            "ordering of tensors in sets will change between runs. Please use a list instead.")
+        else:
+            params = list(params)
+        names = None
+        if params and isinstance(params[0], tuple):
+            names = [n for n, _ in params]
+            params = [p for _, p in params]
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError("optimizer can only optimize jparam.nn.Parameter objects, but one of "
+                                f"the params is {_tname(p)} (pass model.parameters())")
+        seen, uniq = set(), []
+        for p in params:
+            if id(p) in seen:
+                warnings.warn("optimizer contains a parameter group with duplicate parameters; "
+                              "the duplicates are ignored", stacklevel=3)
+                continue
+            seen.add(id(p))
+            uniq.append(p)
+        for k, default in self.defaults.items():
+            if default is required and k not in group:
+                raise ValueError(f"parameter group didn't specify a value of required optimization parameter {k}")
+            group.setdefault(k, default)
+        existing = {t for g in self._groups for t in g["params"]}
+        tokens = [p._jp_id for p in uniq]
+        if existing.intersection(tokens):
+            raise ValueError("some parameters appear in more than one parameter group")
+        pg = ParamGroup()
+        pg._owner, pg._numeric = None, ()
+        numeric = []
+        for k, v in group.items():
+            if k == "params":
+                continue
+            if k not in self._static_keys and k not in _ALWAYS_STATIC and _is_numeric(v):
+                numeric.append(k)
+        dict.__setitem__(pg, "params", tokens)
+        for k, v in group.items():
+            if k != "params":
+                dict.__setitem__(pg, k, _as_hp(v) if k in numeric else v)
+        if names is not None:
+            dict.__setitem__(pg, "param_names", names)
+        pg._numeric = tuple(numeric)
+        struct = self._group_struct({k: _to_python(v) for k, v in pg.items()})
+        tx = self._transform(pg, struct)
+        self._states.append([tx.init(p._data) for p in uniq])
+        self._structs.append(struct)
+        pg._owner = self
+        self._groups.append(pg)
+        self._flat = None
+
+    @property
+    def param_groups(self) -> List[ParamGroup]:
+        """torch's param groups; ``params`` holds parameter identity tokens (ints)."""
+        live = self._live()
+        live._build()
+        return live._groups
+
+    @property
+    def state(self) -> Dict[int, Dict[str, Any]]:
+        """Per-parameter state in torch's names, keyed by the parameter's index."""
+        return self.state_dict()["state"]
+
+    def _live(self) -> "Optimizer":
+        """The newest incarnation of this optimizer outside jit (torch's 'one mutable object')."""
+        if not self.__dict__.get("_outer", True):
+            return self
+        ref = self._control.latest
+        other = ref() if ref is not None else None
+        return other if other is not None else self
+
+    # ------------------------------------------------------------------ pytree
+    def _build(self) -> None:
+        if self._groups is not None:
+            return
+        aux, leaves = self._aux, self._flat
+        hps, states = jax.tree_util.tree_unflatten(aux.treedef, leaves)
+        groups = []
+        for (tokens, numeric, statics), vals in zip(aux.static[0], hps):
+            pg = ParamGroup()
+            pg._owner, pg._numeric = None, numeric
+            dict.__setitem__(pg, "params", list(tokens))
+            for k, v in statics:
+                dict.__setitem__(pg, k, v)
+            for k, v in zip(numeric, vals):
+                dict.__setitem__(pg, k, v)
+            pg._owner = self
+            groups.append(pg)
+        self._groups = groups
+        self._states = [list(s) for s in states]
+
+    def _flatten(self):
+        if self._flat is not None:
+            return self._flat, self._aux
+        self._build()
+        hps, gstatic = [], []
+        for pg in self._groups:
+            numeric = pg._numeric
+            hps.append(tuple(pg[k] for k in numeric))
+            statics = tuple((k, _freeze(v)) for k, v in pg.items() if k != "params" and k not in numeric)
+            gstatic.append((tuple(pg["params"]), numeric, statics))
+        leaves, td = jax.tree_util.tree_flatten((tuple(hps), tuple(tuple(s) for s in self._states)))
+        static = (tuple(gstatic), tuple(self._structs), _freeze(self.defaults), self._tx)
+        self._aux = _OptAux(type(self), td, static, self._control)
+        self._flat = leaves
+        return leaves, self._aux
+
+    @classmethod
+    def _unflatten(cls, aux: _OptAux, leaves) -> "Optimizer":
+        obj = object.__new__(aux.cls)
+        d = obj.__dict__
+        d["_flat"], d["_aux"], d["_groups"], d["_states"] = leaves, aux, None, None
+        d["_structs"] = list(aux.static[1])
+        d["defaults"] = dict(aux.static[2])
+        d["_tx"] = aux.static[3]
+        d["_control"] = aux.control
+        d["_outer"] = outer = trace_state_clean()
+        if outer:
+            aux.control.latest = weakref.ref(obj)
+        return obj
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node(cls, lambda o: o._flatten(), cls._unflatten)
+
+    def _replace(self, states: List[list]) -> "Optimizer":
+        self._build()
+        new = object.__new__(type(self))
+        d = new.__dict__
+        d["_tx"], d["defaults"], d["_structs"] = self._tx, self.defaults, list(self._structs)
+        d["_control"], d["_flat"], d["_aux"] = self._control, None, None
+        d["_outer"] = outer = trace_state_clean()
+        groups = []
+        for pg in self._groups:
+            ng = ParamGroup()
+            ng._owner, ng._numeric = None, pg._numeric
+            for k, v in pg.items():
+                dict.__setitem__(ng, k, list(v) if k == "params" else v)
+            ng._owner = new
+            groups.append(ng)
+        d["_groups"], d["_states"] = groups, states
+        if outer:
+            self._control.latest = weakref.ref(new)
+        return new
+
+    # ------------------------------------------------------------------ the step
+    def step(self, model: Module, closure: Optional[Callable] = None) -> Tuple[Module, "Optimizer"]:
+        """Apply one update: ``model, opt = opt.step(model)``. Pure and jit-able.
+
+        Parameters of this optimizer that have a ``grad`` and ``requires_grad`` are updated
+        (ties once); their grads are cleared in the returned model. Others are untouched.
+        """
+        if closure is not None:
+            raise TypeError("jparam optimizers take no closure: compute the loss with jparam.backward first")
+        if not isinstance(model, Module):
+            raise TypeError("opt.step(model): expected the jparam.nn.Module whose parameters carry "
+                            f".grad, got {_tname(model)}")
+        self._build()
+        leaves, aux = fl.flatten_module(model)
+        bp, tokens = aux.bp, aux.tokens
+        pdata, grads, others = fl.split_leaves(bp, leaves)
+        per = fl.grads_by_param(bp, grads)
+        where = {t: i for i, t in enumerate(tokens)}
+        states = [list(s) for s in self._states]
+        found = 0
+        for g, pg in enumerate(self._groups):
+            tx = None
+            for j, tok in enumerate(pg["params"]):
+                i = where.get(tok)
+                if i is None:
+                    continue
+                found += 1
+                gr = per[i]
+                if gr is None or not bp.params[i][0]:
+                    continue
+                if tx is None:
+                    tx = self._transform(pg, self._structs[g])
+                u, states[g][j] = tx.update(gr, states[g][j], pdata[i])
+                pdata[i] = (pdata[i] + u).astype(pdata[i].dtype)
+                per[i] = None
+        if found == 0:
+            raise ValueError("opt.step(model): none of this optimizer's parameters are in the model; "
+                             "build the optimizer from this model's parameters (model.parameters())")
+        return fl.assemble(bp, tokens, pdata, per, others), self._replace(states)
+
+    def zero_grad(self, model: Module, set_to_none: bool = True) -> Module:
+        """The model with the grads of this optimizer's parameters cleared (pure)."""
+        self._build()
+        leaves, aux = fl.flatten_module(model)
+        bp = aux.bp
+        pdata, grads, others = fl.split_leaves(bp, leaves)
+        per = fl.grads_by_param(bp, grads)
+        mine = {t for pg in self._groups for t in pg["params"]}
+        for i, t in enumerate(aux.tokens):
+            if t in mine and per[i] is not None:
+                per[i] = None if set_to_none else jnp.zeros_like(per[i])
+        return fl.assemble(bp, aux.tokens, pdata, per, others)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        """torch's layout: ``{"state": {index: {...}}, "param_groups": [{..., "params": [index]}]}``."""
+        live = self._live()
+        live._build()
+        state, groups, idx = {}, [], 0
+        for g, pg in enumerate(live._groups):
+            n = len(pg["params"])
+            for j, s in enumerate(live._states[g]):
+                entry = live._state_to_torch(pg, live._structs[g], s)
+                if entry:
+                    state[idx + j] = entry
+            hp = {k: _to_python(v) for k, v in pg.items() if k != "params"}
+            hp["params"] = list(range(idx, idx + n))
+            groups.append(hp)
+            idx += n
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Load a ``state_dict()`` (ours or a torch optimizer's, arrays as torch/NumPy/jax)."""
+        live = self._live()
+        if live is not self:
+            return live.load_state_dict(state_dict)
+        self._build()
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict:
+            raise TypeError("optimizer state_dict must be a dict with 'state' and 'param_groups'")
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self._groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for sg, pg in zip(saved, self._groups):
+            if len(sg["params"]) != len(pg["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't match "
+                                 "the size of optimizer's group")
+        from jparam._convert import to_jax_array
+
+        saved_state = state_dict.get("state", {})
+        new_states = []
+        for g, (sg, pg) in enumerate(zip(saved, self._groups)):
+            for k, v in sg.items():
+                if k in ("params", "param_names"):
+                    continue
+                if k in pg._numeric:
+                    dict.__setitem__(pg, k, _as_hp(_to_python(v) if not isinstance(v, tuple) else v))
+                elif k in pg:
+                    dict.__setitem__(pg, k, v)
+            row = []
+            for j, sid in enumerate(sg["params"]):
+                entry = saved_state.get(sid, saved_state.get(str(sid), {}))
+                entry = {k: (to_jax_array(v, f"state[{sid}]['{k}']") if v is not None and not
+                             isinstance(v, (int, float)) else v) for k, v in entry.items()}
+                row.append(self._state_from_torch(pg, self._structs[g], entry, self._states[g][j]))
+            new_states.append(row)
+        self._states = new_states
+        self._flat = None
+
+    def __repr__(self) -> str:
+        s = type(self).__name__ + " ("
+        for i, pg in enumerate(self.param_groups):
+            s += f"\nParameter Group {i}"
+            for k in sorted(pg):
+                if k not in ("params", "param_names"):
+                    s += f"\n    {k}: {_to_python(pg[k])}"
+        return s + "\n)"
+
+
+jax.tree_util.register_pytree_node(Optimizer, lambda o: o._flatten(), Optimizer._unflatten)
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, dict):
+        return tuple((k, _freeze(x)) for k, x in v.items())
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+def _tname(v: Any) -> str:
+    t = type(v)
+    return "jax.Array" if isinstance(v, jax.Array) else f"{t.__module__}.{t.__qualname__}"

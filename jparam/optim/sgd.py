@@ -1,0 +1,90 @@
+"""SGD with torch's momentum, dampening, Nesterov, weight decay and maximize."""
+from __future__ import annotations
+
+from typing import Any, Dict, NamedTuple
+
+import jax.numpy as jnp
+import optax
+
+from jparam.optim.optimizer import Optimizer
+
+__all__ = ["SGD"]
+
+
+class SGDState(NamedTuple):
+    momentum_buffer: Any  # zeros until the first step
+    started: Any  # bool scalar: has the buffer been initialised (torch's first-step b = g)
+
+
+def sgd_transform(lr, momentum, dampening, weight_decay, *, has_momentum: bool, nesterov: bool,
+                  maximize: bool) -> optax.GradientTransformation:
+    r"""torch.optim.SGD as an optax transformation (numeric arguments may be traced).
+
+    .. math::
+        g \leftarrow \pm g + \lambda p;\quad
+        b_1 = g,\; b_t = \mu b_{t-1} + (1-\tau) g;\quad
+        d = g + \mu b_t \text{ (nesterov) else } b_t;\quad p \leftarrow p - \eta d
+    """
+
+    def init(p):
+        if not has_momentum:
+            return optax.EmptyState()
+        return SGDState(jnp.zeros_like(p), jnp.zeros((), bool))
+
+    def update(g, state, p):
+        if maximize:
+            g = -g
+        g = g + weight_decay * p
+        if has_momentum:
+            buf = jnp.where(state.started, momentum * state.momentum_buffer + (1 - dampening) * g, g)
+            g = g + momentum * buf if nesterov else buf
+            state = SGDState(buf.astype(state.momentum_buffer.dtype), jnp.ones((), bool))
+        return -lr * g, state
+
+    return optax.GradientTransformation(init, update)
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: same signature, defaults and numbers.
+
+    Example:
+        >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> model, opt = opt.step(model)
+    """
+
+    _static_keys = ("nesterov", "maximize")
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: Any = None, differentiable: bool = False, fused: Any = None) -> None:
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                                      foreach=foreach, differentiable=differentiable, fused=fused))
+
+    def _group_struct(self, group: Dict[str, Any]) -> tuple:
+        return (group["momentum"] != 0,)
+
+    def _transform(self, group, struct) -> optax.GradientTransformation:
+        return sgd_transform(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
+                             has_momentum=struct[0], nesterov=group["nesterov"], maximize=group["maximize"])
+
+    def _state_to_torch(self, group, struct, state) -> Dict[str, Any]:
+        if not struct[0]:
+            return {"momentum_buffer": None}
+        if not bool(state.started):
+            return {}
+        return {"momentum_buffer": state.momentum_buffer}
+
+    def _state_from_torch(self, group, struct, entry, like):
+        if not struct[0] or not entry or entry.get("momentum_buffer") is None:
+            return like
+        buf = jnp.asarray(entry["momentum_buffer"], like.momentum_buffer.dtype)
+        return SGDState(buf, jnp.ones((), bool))
