@@ -342,3 +342,13 @@ def test_import_is_torch_and_safetensors_free():
             "bad = [m for m in ('torch', 'safetensors') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_64bit_under_x64_are_jax_arrays(tmp_path):
+    ref = {n: _values(n) for n in ("float64", "int64")}
+    save(ref, tmp_path / "w.safetensors")
+    with jax.enable_x64(True):
+        out = load(tmp_path / "w.safetensors")
+        for k, v in ref.items():
+            assert isinstance(out[k], jax.Array) and out[k].dtype == v.dtype
+            assert _bits(out[k]) == _bits(v)
