@@ -1,6 +1,7 @@
 """Pooling on channels-first inputs, with torch's output-size and divisor rules."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
@@ -71,9 +72,20 @@ def _max_pool(n, input, kernel_size, stride, padding, dilation, ceil_mode, retur
     outs, pads, dims, strides, dil = _window(n, input, k, s, p, d, ceil_mode, fname)
     neg = jnp.array(-jnp.inf if jnp.issubdtype(input.dtype, jnp.floating)
                     else jnp.iinfo(input.dtype).min, input.dtype)
-    y = jax.lax.reduce_window(input, neg, jax.lax.max, dims, strides, pads,
-                              window_dilation=dil)
-    y = _crop(y, n, outs)
+    if any(di != 1 for di in d):
+        # JAX has no VJP for dilated max windows: take the max over the k strided views.
+        xp = jax.lax.pad(input, neg, [(lo, hi, 0) for lo, hi in pads])
+        lead = input.ndim - n
+        views = []
+        for off in itertools.product(*[range(ki) for ki in k]):
+            start = (0,) * lead + tuple(o * di for o, di in zip(off, d))
+            limit = tuple(xp.shape[:lead]) + tuple(st + (o - 1) * si + 1 for st, o, si
+                                                   in zip(start[lead:], outs, s))
+            views.append(jax.lax.slice(xp, start, limit, (1,) * lead + tuple(s)))
+        y = jnp.max(jnp.stack(views), axis=0)
+    else:
+        y = jax.lax.reduce_window(input, neg, jax.lax.max, dims, strides, pads)
+        y = _crop(y, n, outs)
     if not return_indices:
         return y
     spatial = input.shape[-n:]
