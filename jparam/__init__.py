@@ -24,3 +24,8 @@ __all__ = [
     "manual_seed", "initial_seed", "get_rng_state", "set_rng_state", "TracerLeakError",
     "nn", "optim", "random",
 ]
+
+# checkpoints (torch and safetensors are imported lazily, inside the functions)
+from jparam._checkpoint import load, load_checkpoint, load_metadata, save, save_checkpoint  # noqa: E402
+
+__all__ += ["load", "save", "load_metadata", "save_checkpoint", "load_checkpoint"]

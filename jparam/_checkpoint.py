@@ -24,7 +24,7 @@ import numpy as np
 
 from ._serialize import ST_CODES, decode_tree, encode_tree, is_array, to_jax, to_numpy
 
-__all__ = ["load", "save", "load_metadata"]
+__all__ = ["load", "save", "load_metadata", "save_checkpoint", "load_checkpoint"]
 
 _TREE_KEY = "jparam.tree"
 _VERSION_KEY = "jparam.version"
@@ -342,3 +342,109 @@ def save(obj: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None =
             pass
         raise
     _fsync_path(folder, directory=True)
+
+
+# ----------------------------------------------------------------------------- training checkpoints
+
+_RNG_ENTRY = "jparam.rng"
+_ARRAYS_ENTRY = "jparam.arrays"
+
+
+def _plain_arrays(module) -> dict[str, Any]:
+    """``{"sub.attr": array}`` for every plain (unregistered) array attribute of ``module`` and
+    its submodules, e.g. dropout's ``_rng`` key: state torch keeps in its global generator."""
+    import jax
+
+    from jparam._module import _d
+
+    out: dict[str, Any] = {}
+    for prefix, m in module.named_modules():
+        d = _d(m)
+        reg = d.get("_jp_reg", {})
+        for name, v in d.items():
+            if name in reg or name.startswith("_jp_") or not isinstance(v, (jax.Array, np.ndarray)):
+                continue
+            out[f"{prefix}.{name}" if prefix else name] = v
+    return out
+
+
+def save_checkpoint(path: str | os.PathLike, metadata: Mapping[str, str] | None = None,
+                    **entries: Any) -> None:
+    """Save everything needed to resume training bit for bit, in one safetensors file.
+
+    ``entries`` are saved as by :func:`save` (modules, optimizers and schedulers through their
+    ``state_dict()``; arrays; plain values).  In addition it stores the global generator
+    (:func:`jparam.get_rng_state`) and, for every module entry, its plain array attributes that
+    ``state_dict`` leaves out, such as dropout's key, so that :func:`load_checkpoint` continues
+    with the same random numbers as an uninterrupted run.
+
+    Example:
+        >>> jparam.save_checkpoint("ckpt.safetensors", model=model, optimizer=opt, step=step)
+        >>> ck = jparam.load_checkpoint("ckpt.safetensors", model=model, optimizer=opt)
+        >>> step = ck["step"]
+    """
+    from jparam._module import Module
+    from jparam._random import get_rng_state
+
+    tree: dict[str, Any] = dict(entries)
+    arrays = {k: _plain_arrays(v) for k, v in entries.items() if isinstance(v, Module)}
+    arrays = {k: v for k, v in arrays.items() if v}
+    tree[_RNG_ENTRY] = get_rng_state()
+    if arrays:
+        tree[_ARRAYS_ENTRY] = arrays
+    save(tree, path, metadata=metadata)
+
+
+def load_checkpoint(path: str | os.PathLike, *, restore_rng: bool = True,
+                    strict: bool = True, **targets: Any) -> dict[str, Any]:
+    """Load a :func:`save_checkpoint` file into ``targets`` and return all its entries.
+
+    For every ``name=obj`` in ``targets``, ``obj.load_state_dict(entry)`` is called (modules with
+    ``strict``), and a module also gets its saved plain arrays back (dropout keys).  The global
+    generator is restored unless ``restore_rng=False``.  The returned dict holds every saved
+    entry (state dicts, ``step``, ...), without jparam's own ``jparam.*`` entries.
+
+    Example:
+        >>> ck = jparam.load_checkpoint("ckpt.safetensors", model=model, optimizer=opt)
+        >>> start = ck["step"] + 1
+    """
+    from jparam._module import Module
+    from jparam._random import set_rng_state
+
+    path = os.fspath(path)
+    ck = load(path)
+    if not isinstance(ck, dict):
+        raise ValueError(f"{path}: not a training checkpoint (holds a {type(ck).__name__})")
+    missing = [k for k in targets if k not in ck]
+    if missing:
+        have = [k for k in ck if not k.startswith(_RESERVED_PREFIX)]
+        raise KeyError(f"{path}: no entry {missing[0]!r} in the checkpoint (entries: {have})")
+    saved_arrays = ck.get(_ARRAYS_ENTRY, {})
+    for name, obj in targets.items():
+        if not callable(getattr(obj, "load_state_dict", None)):
+            raise TypeError(f"load_checkpoint: {name}={type(obj).__name__} has no load_state_dict()")
+        if isinstance(obj, Module):
+            obj.load_state_dict(ck[name], strict=strict)
+            _restore_plain_arrays(obj, saved_arrays.get(name, {}), f"{path}: {name}")
+        else:
+            obj.load_state_dict(ck[name])
+    if restore_rng and _RNG_ENTRY in ck:
+        set_rng_state(np.asarray(ck[_RNG_ENTRY]))
+    return {k: v for k, v in ck.items() if not k.startswith(_RESERVED_PREFIX)}
+
+
+def _restore_plain_arrays(module, arrays: Mapping[str, Any], where: str) -> None:
+    import jax.numpy as jnp
+
+    current = _plain_arrays(module)
+    for key, value in arrays.items():
+        if key not in current:
+            raise ValueError(f"{where}: the checkpoint has the array attribute {key!r}, which "
+                             "the module lacks (a different architecture?)")
+        cur = current[key]
+        if tuple(cur.shape) != tuple(value.shape) or cur.dtype != value.dtype:
+            raise ValueError(f"{where}: array attribute {key!r} is {value.dtype}{list(value.shape)} "
+                             f"in the checkpoint but {cur.dtype}{list(cur.shape)} in the module")
+        modpath, _, attr = key.rpartition(".")
+        value = np.asarray(value) if isinstance(cur, np.ndarray) else jnp.asarray(value)
+        setattr(module.get_submodule(modpath), attr, value)
