@@ -28,4 +28,6 @@ __all__ = [
 # checkpoints (torch and safetensors are imported lazily, inside the functions)
 from jparam._checkpoint import load, load_checkpoint, load_metadata, save, save_checkpoint  # noqa: E402
 
-__all__ += ["load", "save", "load_metadata", "save_checkpoint", "load_checkpoint"]
+from jparam._summary import summary  # noqa: E402
+
+__all__ += ["load", "save", "load_metadata", "save_checkpoint", "load_checkpoint", "summary"]
