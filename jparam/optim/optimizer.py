@@ -65,7 +65,7 @@ def _to_python(v: Any) -> Any:
     if isinstance(v, tuple):
         return tuple(_to_python(e) for e in v)
     if isinstance(v, (jax.Array, np.ndarray)) and not isinstance(v, jax.core.Tracer):
-        return float(v)
+        return float(str(np.float32(v)))  # shortest decimal that round-trips: 0.1, not 0.10000000149
     return v
 
 
@@ -139,6 +139,7 @@ class Optimizer:
         self._structs: List[tuple] = []
         self._flat = None
         self._aux = None
+        self._state_leaves = None
         self._control = _Control()
         self._control.latest = weakref.ref(self)
         self._outer = trace_state_clean()
@@ -236,6 +237,7 @@ class Optimizer:
         struct = self._group_struct({k: _to_python(v) for k, v in pg.items()})
         tx = self._transform(pg, struct)
         self._states.append([tx.init(p._data) for p in uniq])
+        self._state_leaves = None
         self._structs.append(struct)
         pg._owner = self
         self._groups.append(pg)
@@ -262,46 +264,85 @@ class Optimizer:
         return other if other is not None else self
 
     # ------------------------------------------------------------------ pytree
+    # The pytree form packs, per group, every numeric hyperparameter into ONE float32
+    # vector and every scalar state leaf (step counts, flags) into ONE vector per dtype:
+    # jit's dispatch cost is per leaf, and torch's per-parameter step counts would
+    # otherwise add a leaf per parameter over what hand-written optax carries.
     def _build(self) -> None:
         if self._groups is not None:
             return
         aux, leaves = self._aux, self._flat
-        hps, states = jax.tree_util.tree_unflatten(aux.treedef, leaves)
-        groups = []
-        for (tokens, numeric, statics), vals in zip(aux.static[0], hps):
+        G = len(aux.static[0])
+        hp_vecs, rest = leaves[:G], leaves[G:]
+        groups, states, pos = [], [], 0
+        for g, ((tokens, numeric, hp_tree, statics), (td, n, nonscalar, scal)) in enumerate(
+                zip(aux.static[0], aux.static[4])):
             pg = ParamGroup()
             pg._owner, pg._numeric = None, numeric
             dict.__setitem__(pg, "params", list(tokens))
             for k, v in statics:
-                dict.__setitem__(pg, k, v)
-            for k, v in zip(numeric, vals):
+                dict.__setitem__(pg, k, list(v) if k == "param_names" else v)
+            vec = hp_vecs[g]
+            flat_hp = [vec[i] for i in range(hp_tree.num_leaves)]
+            for k, v in zip(numeric, jax.tree_util.tree_unflatten(hp_tree, flat_hp)):
                 dict.__setitem__(pg, k, v)
             pg._owner = self
             groups.append(pg)
-        self._groups = groups
-        self._states = [list(s) for s in states]
+            k_ns = len(nonscalar)
+            packed = rest[pos:pos + k_ns + len(scal)]
+            pos += k_ns + len(scal)
+            sl = [None] * n
+            for j, i in enumerate(nonscalar):
+                sl[i] = packed[j]
+            for j, (_, idxs) in enumerate(scal):
+                v = packed[k_ns + j]
+                for q, i in enumerate(idxs):
+                    sl[i] = v[q]
+            states.append(list(jax.tree_util.tree_unflatten(td, sl)))
+        self._groups, self._states = groups, states
+        self._state_leaves = list(rest)
 
     def _flatten(self):
         if self._flat is not None:
             return self._flat, self._aux
         self._build()
-        hps, gstatic = [], []
+        hp_vecs, gstatic = [], []
         for pg in self._groups:
             numeric = pg._numeric
-            hps.append(tuple(pg[k] for k in numeric))
+            hp_flat, hp_tree = jax.tree_util.tree_flatten(tuple(pg[k] for k in numeric))
+            hp_vecs.append(jnp.stack([jnp.asarray(v, jnp.float32) for v in hp_flat]) if hp_flat
+                           else jnp.zeros((0,), jnp.float32))
             statics = tuple((k, _freeze(v)) for k, v in pg.items() if k != "params" and k not in numeric)
-            gstatic.append((tuple(pg["params"]), numeric, statics))
-        leaves, td = jax.tree_util.tree_flatten((tuple(hps), tuple(tuple(s) for s in self._states)))
-        static = (tuple(gstatic), tuple(self._structs), _freeze(self.defaults), self._tx)
-        self._aux = _OptAux(type(self), td, static, self._control)
-        self._flat = leaves
-        return leaves, self._aux
+            gstatic.append((tuple(pg["params"]), numeric, hp_tree, statics))
+        layouts = []
+        state_leaves = []
+        cached = self.__dict__.get("_state_leaves")
+        for g, st in enumerate(self._states):
+            leaves, td = jax.tree_util.tree_flatten(tuple(st))
+            nonscalar = tuple(i for i, v in enumerate(leaves) if getattr(v, "ndim", 1) != 0)
+            by_dt: dict = {}
+            for i, v in enumerate(leaves):
+                if getattr(v, "ndim", 1) == 0:
+                    by_dt.setdefault(str(jnp.result_type(v)), []).append(i)
+            scal = tuple((dt, tuple(idxs)) for dt, idxs in sorted(by_dt.items()))
+            layouts.append((td, len(leaves), nonscalar, scal))
+            if cached is None:
+                state_leaves += [leaves[i] for i in nonscalar]
+                state_leaves += [jnp.stack([leaves[i] for i in idxs]) for _, idxs in scal]
+        if cached is not None:
+            state_leaves = cached
+        self._state_leaves = state_leaves
+        static = (tuple(gstatic), tuple(self._structs), _freeze(self.defaults), self._tx, tuple(layouts))
+        self._aux = _OptAux(type(self), None, static, self._control)
+        self._flat = hp_vecs + list(state_leaves)
+        return self._flat, self._aux
 
     @classmethod
     def _unflatten(cls, aux: _OptAux, leaves) -> "Optimizer":
         obj = object.__new__(aux.cls)
         d = obj.__dict__
         d["_flat"], d["_aux"], d["_groups"], d["_states"] = leaves, aux, None, None
+        d["_state_leaves"] = None
         d["_structs"] = list(aux.static[1])
         d["defaults"] = dict(aux.static[2])
         d["_tx"] = aux.static[3]
@@ -331,6 +372,7 @@ class Optimizer:
             ng._owner = new
             groups.append(ng)
         d["_groups"], d["_states"] = groups, states
+        d["_state_leaves"] = None
         if outer:
             self._control.latest = weakref.ref(new)
         return new
@@ -441,6 +483,7 @@ class Optimizer:
                 row.append(self._state_from_torch(pg, self._structs[g], entry, self._states[g][j]))
             new_states.append(row)
         self._states = new_states
+        self._state_leaves = None
         self._flat = None
 
     def __repr__(self) -> str:

@@ -16,8 +16,12 @@ class SGDState(NamedTuple):
     started: Any  # bool scalar: has the buffer been initialised (torch's first-step b = g)
 
 
+class SGDBuffer(NamedTuple):
+    momentum_buffer: Any  # with dampening == 0, b_1 = mu*0 + g = g: no flag needed
+
+
 def sgd_transform(lr, momentum, dampening, weight_decay, *, has_momentum: bool, nesterov: bool,
-                  maximize: bool) -> optax.GradientTransformation:
+                  maximize: bool, has_dampening: bool = True) -> optax.GradientTransformation:
     r"""torch.optim.SGD as an optax transformation (numeric arguments may be traced).
 
     .. math::
@@ -29,13 +33,19 @@ def sgd_transform(lr, momentum, dampening, weight_decay, *, has_momentum: bool, 
     def init(p):
         if not has_momentum:
             return optax.EmptyState()
+        if not has_dampening:
+            return SGDBuffer(jnp.zeros_like(p))
         return SGDState(jnp.zeros_like(p), jnp.zeros((), bool))
 
     def update(g, state, p):
         if maximize:
             g = -g
         g = g + weight_decay * p
-        if has_momentum:
+        if has_momentum and not has_dampening:
+            buf = momentum * state.momentum_buffer + g
+            g = g + momentum * buf if nesterov else buf
+            state = SGDBuffer(buf.astype(state.momentum_buffer.dtype))
+        elif has_momentum:
             buf = jnp.where(state.started, momentum * state.momentum_buffer + (1 - dampening) * g, g)
             g = g + momentum * buf if nesterov else buf
             state = SGDState(buf.astype(state.momentum_buffer.dtype), jnp.ones((), bool))
@@ -70,21 +80,25 @@ class SGD(Optimizer):
                                       foreach=foreach, differentiable=differentiable, fused=fused))
 
     def _group_struct(self, group: Dict[str, Any]) -> tuple:
-        return (group["momentum"] != 0,)
+        # static: the state's structure depends on these (decided from the initial values)
+        return (group["momentum"] != 0, group["dampening"] != 0)
 
     def _transform(self, group, struct) -> optax.GradientTransformation:
         return sgd_transform(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
-                             has_momentum=struct[0], nesterov=group["nesterov"], maximize=group["maximize"])
+                             has_momentum=struct[0], nesterov=group["nesterov"], maximize=group["maximize"],
+                             has_dampening=struct[1])
 
     def _state_to_torch(self, group, struct, state) -> Dict[str, Any]:
         if not struct[0]:
-            return {"momentum_buffer": None}
-        if not bool(state.started):
+            return {}  # torch keeps no state without momentum
+        if isinstance(state, SGDState) and not bool(state.started):
             return {}
+        if isinstance(state, SGDBuffer) and not bool(jnp.any(state.momentum_buffer != 0)):
+            return {}  # not stepped yet (an all-zero buffer acts exactly like no buffer here)
         return {"momentum_buffer": state.momentum_buffer}
 
     def _state_from_torch(self, group, struct, entry, like):
         if not struct[0] or not entry or entry.get("momentum_buffer") is None:
             return like
         buf = jnp.asarray(entry["momentum_buffer"], like.momentum_buffer.dtype)
-        return SGDState(buf, jnp.ones((), bool))
+        return SGDState(buf, jnp.ones((), bool)) if isinstance(like, SGDState) else SGDBuffer(buf)
