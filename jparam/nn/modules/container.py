@@ -334,7 +334,13 @@ class ParameterDict(Module):
         return [getattr(self, k) for k in self.keys()]
 
     def update(self, values: Union[Mapping[str, Any], Iterable]) -> None:
-        items = values.items() if isinstance(values, Mapping) else values
+        """Add entries; like torch, a plain (unordered) mapping is added in sorted key order."""
+        if isinstance(values, (OrderedDict, ParameterDict)):
+            items = values.items()
+        elif isinstance(values, Mapping):
+            items = sorted(values.items())
+        else:
+            items = values
         for k, v in items:
             self[k] = v
 
