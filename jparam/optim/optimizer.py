@@ -53,18 +53,21 @@ def _is_numeric(v: Any) -> bool:
 
 
 def _as_hp(v: Any) -> Any:
-    """A numeric hyperparameter as a float32 scalar array (tuples elementwise); tracers pass."""
+    """A numeric hyperparameter as a float32 scalar (tuples elementwise); tracers pass.
+
+    Host-side values are NumPy float32 scalars: cheap to read and set between jitted
+    steps, and data (not constants) to the compiled step."""
     if isinstance(v, tuple):
         return tuple(_as_hp(e) for e in v)
     if isinstance(v, jax.core.Tracer):
         return v
-    return jnp.asarray(v, jnp.float32)
+    return np.float32(v)
 
 
 def _to_python(v: Any) -> Any:
     if isinstance(v, tuple):
         return tuple(_to_python(e) for e in v)
-    if isinstance(v, (jax.Array, np.ndarray)) and not isinstance(v, jax.core.Tracer):
+    if isinstance(v, (jax.Array, np.ndarray, np.generic)) and not isinstance(v, (jax.core.Tracer, bool)):
         return float(str(np.float32(v)))  # shortest decimal that round-trips: 0.1, not 0.10000000149
     return v
 
@@ -247,7 +250,7 @@ class Optimizer:
     def param_groups(self) -> List[ParamGroup]:
         """torch's param groups; ``params`` holds parameter identity tokens (ints)."""
         live = self._live()
-        live._build()
+        live._build_groups()
         return live._groups
 
     @property
@@ -269,25 +272,40 @@ class Optimizer:
     # jit's dispatch cost is per leaf, and torch's per-parameter step counts would
     # otherwise add a leaf per parameter over what hand-written optax carries.
     def _build(self) -> None:
+        self._build_groups()
+        self._build_states()
+
+    def _build_groups(self) -> None:
         if self._groups is not None:
             return
         aux, leaves = self._aux, self._flat
         G = len(aux.static[0])
-        hp_vecs, rest = leaves[:G], leaves[G:]
-        groups, states, pos = [], [], 0
-        for g, ((tokens, numeric, hp_tree, statics), (td, n, nonscalar, scal)) in enumerate(
-                zip(aux.static[0], aux.static[4])):
+        groups = []
+        for g, (tokens, numeric, hp_tree, statics) in enumerate(aux.static[0]):
             pg = ParamGroup()
             pg._owner, pg._numeric = None, numeric
             dict.__setitem__(pg, "params", list(tokens))
             for k, v in statics:
                 dict.__setitem__(pg, k, list(v) if k == "param_names" else v)
-            vec = hp_vecs[g]
-            flat_hp = [vec[i] for i in range(hp_tree.num_leaves)]
+            vec = leaves[g]
+            if isinstance(vec, jax.core.Tracer):
+                flat_hp = [vec[i] for i in range(hp_tree.num_leaves)]
+            else:  # one host transfer; host-side values are NumPy float32 scalars
+                flat_hp = [np.float32(x) for x in np.asarray(vec)]
             for k, v in zip(numeric, jax.tree_util.tree_unflatten(hp_tree, flat_hp)):
                 dict.__setitem__(pg, k, v)
             pg._owner = self
             groups.append(pg)
+        self._groups = groups
+        if self._state_leaves is None:
+            self._state_leaves = list(leaves[G:])
+
+    def _build_states(self) -> None:
+        if self._states is not None:
+            return
+        self._build_groups()
+        rest, pos, states = self._state_leaves, 0, []
+        for td, n, nonscalar, scal in self._aux.static[4]:
             k_ns = len(nonscalar)
             packed = rest[pos:pos + k_ns + len(scal)]
             pos += k_ns + len(scal)
@@ -299,25 +317,34 @@ class Optimizer:
                 for q, i in enumerate(idxs):
                     sl[i] = v[q]
             states.append(list(jax.tree_util.tree_unflatten(td, sl)))
-        self._groups, self._states = groups, states
-        self._state_leaves = list(rest)
+        self._states = states
 
     def _flatten(self):
         if self._flat is not None:
             return self._flat, self._aux
-        self._build()
+        self._build_groups()
+        if self._state_leaves is None or self._aux is None:
+            self._build_states()
         hp_vecs, gstatic = [], []
         for pg in self._groups:
             numeric = pg._numeric
             hp_flat, hp_tree = jax.tree_util.tree_flatten(tuple(pg[k] for k in numeric))
-            hp_vecs.append(jnp.stack([jnp.asarray(v, jnp.float32) for v in hp_flat]) if hp_flat
-                           else jnp.zeros((0,), jnp.float32))
+            if any(isinstance(v, jax.core.Tracer) for v in hp_flat):
+                hp_vecs.append(jnp.stack([jnp.asarray(v, jnp.float32) for v in hp_flat]))
+            else:
+                hp_vecs.append(jnp.asarray(np.asarray(hp_flat, np.float32).reshape(-1)))
             statics = tuple((k, _freeze(v)) for k, v in pg.items() if k != "params" and k not in numeric)
             gstatic.append((tuple(pg["params"]), numeric, hp_tree, statics))
-        layouts = []
+        cached = self._state_leaves
+        if cached is not None and self._aux is not None:
+            layouts = list(self._aux.static[4])
+            states_iter = []
+        else:
+            cached = None
+            layouts = []
+            states_iter = self._states
         state_leaves = []
-        cached = self.__dict__.get("_state_leaves")
-        for g, st in enumerate(self._states):
+        for g, st in enumerate(states_iter):
             leaves, td = jax.tree_util.tree_flatten(tuple(st))
             nonscalar = tuple(i for i, v in enumerate(leaves) if getattr(v, "ndim", 1) != 0)
             by_dt: dict = {}
@@ -419,7 +446,7 @@ class Optimizer:
 
     def zero_grad(self, model: Module, set_to_none: bool = True) -> Module:
         """The model with the grads of this optimizer's parameters cleared (pure)."""
-        self._build()
+        self._build_groups()
         leaves, aux = fl.flatten_module(model)
         bp = aux.bp
         pdata, grads, others = fl.split_leaves(bp, leaves)
