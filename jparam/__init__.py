@@ -29,5 +29,7 @@ __all__ = [
 from jparam._checkpoint import load, load_checkpoint, load_metadata, save, save_checkpoint  # noqa: E402
 
 from jparam._summary import summary  # noqa: E402
+from jparam._sharded import load_sharded, save_sharded  # noqa: E402  (orbax imported lazily)
 
-__all__ += ["load", "save", "load_metadata", "save_checkpoint", "load_checkpoint", "summary"]
+__all__ += ["load", "save", "load_metadata", "save_checkpoint", "load_checkpoint", "summary",
+            "save_sharded", "load_sharded"]

@@ -339,7 +339,8 @@ def test_missing_optional_dependencies(tmp_path, monkeypatch):
 
 def test_import_is_torch_and_safetensors_free():
     code = ("import sys, jparam, jparam._checkpoint; "
-            "bad = [m for m in ('torch', 'safetensors') if m in sys.modules]; "
+            "assert jparam.load and jparam.save and jparam.summary and jparam.save_sharded; "
+            "bad = [m for m in ('torch', 'safetensors', 'orbax') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

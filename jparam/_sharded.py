@@ -1,0 +1,129 @@
+"""``jparam.save_sharded`` / ``jparam.load_sharded``: sharded checkpoints through orbax.
+
+Each array is written by the devices (and processes) that hold its shards, and restored
+straight into the shardings of the model it is loaded into: no array is ever gathered on
+one host.  Needs ``pip install jparam[sharded]`` (orbax-checkpoint), imported lazily.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from ._serialize import is_array, to_numpy
+
+__all__ = ["save_sharded", "load_sharded"]
+
+
+def _orbax():
+    try:
+        import orbax.checkpoint as ocp
+    except ImportError as e:
+        raise ImportError("sharded checkpoints need orbax-checkpoint: "
+                          "pip install jparam[sharded]") from e
+    return ocp
+
+
+def _state(obj: Any, fname: str) -> dict[str, Any]:
+    if not isinstance(obj, Mapping) and callable(getattr(obj, "state_dict", None)):
+        obj = obj.state_dict()
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"{fname} expects a module or a dict of arrays, got {type(obj).__name__}")
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{fname}: key {k!r} has type {type(k).__name__}; keys must be str")
+        if not (is_array(v) or isinstance(v, jax.ShapeDtypeStruct)):
+            raise TypeError(f"{fname}: entry {k!r} has type {type(v).__name__}; expected an array")
+    return dict(obj)
+
+
+def save_sharded(obj: Any, directory: str | os.PathLike, *, force: bool = False) -> None:
+    """Save a module's ``state_dict()`` (or a dict of arrays) as a sharded orbax checkpoint.
+
+    ``directory`` is created (it must not exist unless ``force=True``, which replaces it);
+    orbax writes it atomically.  Each array keeps its key; its shards are written in
+    parallel by their devices.
+
+    Example:
+        >>> model.to(NamedSharding(mesh, P()))          # or shard each parameter
+        >>> jparam.save_sharded(model, "/ckpt/step_100")
+    """
+    ocp = _orbax()
+    state = {}
+    for k, v in _state(obj, "jparam.save_sharded").items():
+        state[k] = v if isinstance(v, (jax.Array, np.ndarray)) else to_numpy(v, k)
+    directory = os.path.abspath(os.fspath(directory))
+    if os.path.exists(directory) and not force:
+        raise FileExistsError(f"{directory} already exists; pass force=True to replace it")
+    ck = ocp.StandardCheckpointer()
+    try:
+        ck.save(directory, state, force=force)
+        ck.wait_until_finished()
+    finally:
+        ck.close()
+
+
+def load_sharded(model_like: Any, directory: str | os.PathLike, *, strict: bool = True) -> Any:
+    """Restore a :func:`save_sharded` checkpoint into the shardings of ``model_like``.
+
+    ``model_like`` is a module, whose current arrays give every key's shape, dtype and
+    sharding (the checkpoint is loaded into it with ``load_state_dict`` and the module is
+    returned), or a dict of arrays / ``jax.ShapeDtypeStruct``s with shardings (a dict of
+    restored arrays is returned).  The restored arrays take the *target's* shardings, which
+    may differ from the ones used when saving (resharding on load).
+
+    Example:
+        >>> model = MyModel(); model.to(sharding)
+        >>> jparam.load_sharded(model, "/ckpt/step_100")
+    """
+    ocp = _orbax()
+    directory = os.path.abspath(os.fspath(directory))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{directory}: no sharded checkpoint there (not a directory)")
+    target_obj = _state(model_like, "jparam.load_sharded")
+    ck = ocp.StandardCheckpointer()
+    try:
+        try:
+            saved = dict(ck.metadata(directory).item_metadata.tree)
+        except Exception as e:  # noqa: BLE001 - orbax raises many kinds
+            raise ValueError(f"{directory}: not a readable orbax checkpoint ({e})") from None
+        missing = [k for k in target_obj if k not in saved]
+        unexpected = [k for k in saved if k not in target_obj]
+        errors = []
+        if strict and missing:
+            errors.append("Missing key(s) in checkpoint: " + ", ".join(f'"{k}"' for k in missing))
+        if strict and unexpected:
+            errors.append("Unexpected key(s) in checkpoint: " + ", ".join(f'"{k}"' for k in unexpected))
+        for k, v in target_obj.items():
+            if k in saved and tuple(saved[k].shape) != tuple(v.shape):
+                errors.append(f"size mismatch for {k}: the checkpoint has shape "
+                              f"{tuple(saved[k].shape)}, the target {tuple(v.shape)}")
+        if errors:
+            raise RuntimeError(f"Error(s) in loading sharded checkpoint {directory}:\n\t"
+                               + "\n\t".join(errors))
+        target = {}
+        for k, v in target_obj.items():
+            if k not in saved:
+                continue
+            sharding = getattr(v, "sharding", None)
+            if isinstance(v, np.ndarray) or sharding is None:
+                sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+            target[k] = jax.ShapeDtypeStruct(tuple(v.shape), v.dtype, sharding=sharding)
+    finally:
+        ck.close()
+    # (StandardCheckpointer.restore's `strict=False` pads/truncates arrays: never use it)
+    reader = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
+    try:
+        restored = reader.restore(directory, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=bool(unexpected)))
+    finally:
+        reader.close()
+    restored = {k: restored[k] for k in target}
+    if isinstance(model_like, Mapping) or not callable(getattr(model_like, "load_state_dict", None)):
+        return restored
+    model_like.load_state_dict(restored, strict=strict)
+    return model_like
