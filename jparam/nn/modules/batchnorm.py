@@ -21,7 +21,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+                 device: Any = None, dtype: Any = None, *, bias: bool = True) -> None:
         super().__init__()
         dt = jnp.dtype(dtype) if dtype is not None else jnp.float32
         self.num_features = num_features
@@ -31,7 +31,10 @@ class _BatchNorm(Module):
         self.track_running_stats = track_running_stats
         if affine:
             self.weight = Parameter(jnp.ones((num_features,), dt))
-            self.bias = Parameter(jnp.zeros((num_features,), dt))
+            if bias:
+                self.bias = Parameter(jnp.zeros((num_features,), dt))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -71,12 +74,14 @@ class _BatchNorm(Module):
             mean, var = self.running_mean, self.running_var
         y = (input - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + self.eps)
         if self.weight is not None:
-            y = y * self.weight.data.reshape(shape) + self.bias.data.reshape(shape)
+            y = y * self.weight.data.reshape(shape)
+        if self.bias is not None:
+            y = y + self.bias.data.reshape(shape)
         return y
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
