@@ -63,8 +63,18 @@ def is_prng_key(x: Any) -> bool:
     return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _param_data(x: Any) -> Any:
+    """A jparam Parameter's array (state_dict(keep_vars=True) holds Parameters), else None."""
+    mod = sys.modules.get("jparam._parameter")
+    if mod is not None and isinstance(x, mod.Parameter):
+        return x.data
+    return None
+
+
 def is_array(x: Any) -> bool:
     """True for the array types a checkpoint stores as tensors (not PRNG key arrays)."""
+    if _param_data(x) is not None:
+        return True
     if isinstance(x, np.ndarray) or isinstance(x, np.generic):
         return not isinstance(x, (np.str_, np.bytes_, np.void)) and x.dtype != object
     if _is_jax_array(x):
@@ -101,6 +111,8 @@ def _torch_to_numpy(t, key: str) -> np.ndarray:
 
 def to_numpy(x: Any, key: str) -> np.ndarray:
     """A C-contiguous, little-endian NumPy array holding exactly the bits of ``x``."""
+    if _param_data(x) is not None:
+        x = _param_data(x)
     if _is_torch_tensor(x):
         arr = _torch_to_numpy(x, key)
     elif _is_jax_array(x):

@@ -136,3 +136,31 @@ def test_load_checkpoint_errors(tmp_path):
 
     with pytest.raises(RuntimeError, match="size mismatch for fc1.weight"):
         load_checkpoint(tmp_path / "c.safetensors", model=Other())
+
+
+def test_jparam_model_file_loads_in_torch_and_back(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    jparam.manual_seed(0)
+    m = MLP()
+    _, m, _ = _run(m, optim.SGD(m.parameters(), lr=0.1), StepCounter(), range(1, 3))
+    jparam.save(m, tmp_path / "m.safetensors")  # a module: its state_dict, plain keys
+    jparam.save(m.state_dict(keep_vars=True), tmp_path / "kv.safetensors")  # Parameters
+    tm = torch.nn.Module()
+    tm.fc1, tm.bn, tm.fc2 = torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.Linear(16, 1)
+    sd = load_file(tmp_path / "m.safetensors")
+    assert set(sd) == set(load_file(tmp_path / "kv.safetensors"))
+    sd["bn.num_batches_tracked"] = sd["bn.num_batches_tracked"].long()  # int32 without x64
+    tm.load_state_dict(sd)
+    tm.eval()
+    m.eval()
+    x = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
+    want = tm.fc2(torch.relu(tm.bn(tm.fc1(torch.from_numpy(x))))).detach().numpy()
+    np.testing.assert_allclose(np.asarray(m(jnp.asarray(x))), want, rtol=1e-5, atol=1e-6)
+    # and back: torch's file (int64 counter) into a fresh jparam model
+    save_file(tm.state_dict(), tmp_path / "t.safetensors")
+    jparam.manual_seed(5)
+    m2 = MLP().eval()
+    m2.load_state_dict(jparam.load(tmp_path / "t.safetensors"))
+    np.testing.assert_array_equal(np.asarray(m2(jnp.asarray(x))), np.asarray(m(jnp.asarray(x))))
