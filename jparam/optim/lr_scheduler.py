@@ -1,0 +1,421 @@
+"""``jparam.optim.lr_scheduler``: torch's learning-rate schedulers, epoch by epoch and inside jit.
+
+Two ways to use a scheduler:
+
+* **Per epoch, outside jit (torch's way).** ``sched.step()`` after ``opt.step(...)`` writes the
+  next lr into ``optimizer.param_groups[i]["lr"]`` with torch's own (recursive) formulas, in
+  Python floats, so ``get_last_lr()`` equals torch's to the last bit. Numeric group values
+  are data to a jitted step, so this never recompiles.
+* **Per step, inside jit.** ``sched.lr_at(step)`` is a pure closed form in ``jax.numpy``
+  (``step`` may be a traced integer): ``lr_at(k)[i]`` is the lr torch's scheduler gives
+  group ``i`` for optimizer step ``k`` (``k`` scheduler steps after construction).
+
+A scheduler talks to its optimizer only through ``optimizer.param_groups`` (a list of
+dicts with ``"lr"``, ``"initial_lr"``, ``"momentum"``/``"betas"``, ...), so it drives a
+:class:`jparam.optim.Optimizer` or any object with such a list.
+
+Example:
+    >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> sched = lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
+    >>> for epoch in range(90):
+    ...     model, opt = train_one_epoch(model, opt)
+    ...     sched.step()
+"""
+from __future__ import annotations
+
+import math
+import types
+import warnings
+from bisect import bisect_right
+from collections import Counter
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
+           "ExponentialLR", "CosineAnnealingLR", "SequentialLR", "OneCycleLR", "ReduceLROnPlateau"]
+
+EPOCH_DEPRECATION_WARNING = (
+    "The epoch parameter in `scheduler.step()` was not necessary and is being deprecated where "
+    "possible. Please use `scheduler.step()` to step the scheduler. During the deprecation, if "
+    "epoch is different from None, the closed form is used instead of the new chainable form, "
+    "where available.")
+
+
+def _pyfloat(v: Any) -> Any:
+    """A group value as a Python float (jax/NumPy scalars too); tracers pass through."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    try:
+        return float(np.asarray(v))
+    except Exception:  # a tracer: keep it
+        return v
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise TypeError(f"{type(optimizer).__name__} is not an Optimizer: expected an object whose "
+                        "'param_groups' is a list of dicts")
+
+
+def _format_param(name: str, optimizer: Any, param: Any) -> list:
+    n = len(optimizer.param_groups)
+    if isinstance(param, (list, tuple)):
+        if len(param) != n:
+            raise ValueError(f"{name} must have the same length as optimizer.param_groups. "
+                             f"{name} has {len(param)} values, param_groups has {n}.")
+        return list(param)
+    return [param] * n
+
+
+def _f32(x: Any):
+    return jnp.asarray(x, jnp.float32)
+
+
+class LRScheduler:
+    """Base class (torch's ``LRScheduler``): the constructor sets ``initial_lr`` and steps to epoch 0.
+
+    Subclasses implement ``get_lr`` (torch's recursive rule), ``_get_closed_form_lr`` where torch
+    has one, and ``lr_at`` (the closed form in ``jax.numpy``).
+
+    Example:
+        >>> sched = lr_scheduler.ExponentialLR(opt, gamma=0.9)
+        >>> sched.step(); sched.get_last_lr()
+        [0.09000000000000001]
+    """
+
+    _get_lr_called_within_step: bool = False
+    _is_initial: bool = False
+
+    def __init__(self, optimizer: Any, last_epoch: int = -1) -> None:
+        _check_optimizer(optimizer)
+        self.optimizer = optimizer
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                if "initial_lr" not in group:
+                    group["initial_lr"] = _pyfloat(group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(f"param 'initial_lr' is not specified in param_groups[{i}] when "
+                                   "resuming scheduler with last_epoch >= 0.")
+        self.base_lrs: List[float] = [_pyfloat(g["initial_lr"]) for g in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self._initial_step()
+
+    # ------------------------------------------------------------------ torch API
+    def _initial_step(self) -> None:
+        self._step_count = 0
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Every attribute except the optimizer (torch's layout; loads into torch's scheduler too)."""
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Load :meth:`state_dict` (ours or torch's)."""
+        self.__dict__.update(state_dict)
+
+    def get_last_lr(self) -> List[float]:
+        """The lrs the last ``step()`` set, one per param group."""
+        return self._last_lr
+
+    def get_lr(self) -> List[float]:
+        raise NotImplementedError
+
+    def step(self, epoch: Optional[int] = None) -> None:
+        """Advance one epoch (call after the optimizer's step) and write the new lrs."""
+        self._step_count += 1
+        if epoch is not None:
+            warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch: Optional[int] = None) -> None:
+        self._get_lr_called_within_step = True
+        try:
+            if epoch is None:
+                self.last_epoch += 1
+                values = self.get_lr()
+            else:
+                self.last_epoch = epoch
+                values = (self._get_closed_form_lr() if hasattr(self, "_get_closed_form_lr")
+                          else self.get_lr())
+        finally:
+            self._get_lr_called_within_step = False
+        for group, lr in zip(self.optimizer.param_groups, values):
+            group["lr"] = lr
+        self._last_lr = list(values)
+
+    def _group_lrs(self) -> List[float]:
+        """The groups' current lrs in full precision.
+
+        A jparam optimizer stores lr as float32; when a group still holds (to float32) the
+        value this scheduler wrote, the exact Python value is used, so the recursion runs in
+        double precision as torch's does; a lr edited by hand is read as it is.
+        """
+        out, last = [], self.__dict__.get("_last_lr")
+        for i, g in enumerate(self.optimizer.param_groups):
+            cur = _pyfloat(g["lr"])
+            if (last is not None and i < len(last) and isinstance(last[i], float)
+                    and isinstance(cur, float) and np.float32(last[i]) == np.float32(cur)):
+                cur = last[i]
+            out.append(cur)
+        return out
+
+    # ------------------------------------------------------------------ jit
+    def lr_at(self, step: Any) -> List[Any]:
+        """The lr of every group at optimizer step ``step`` (closed form, jnp, jit-able)."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed form; step it per epoch "
+                                  "outside jit")
+
+    def schedule(self, group: int = 0) -> Callable[[Any], Any]:
+        """An optax-style schedule ``count -> lr`` for one group (``lr_at(count)[group]``).
+
+        Example:
+            >>> tx = optax.sgd(sched.schedule())
+        """
+        return lambda count: self.lr_at(count)[group]
+
+
+# ---------------------------------------------------------------------------- simple schedulers
+class LambdaLR(LRScheduler):
+    """``lr = base_lr * lr_lambda(epoch)``; ``lr_at`` works when ``lr_lambda`` uses jnp-compatible ops.
+
+    Example:
+        >>> sched = lr_scheduler.LambdaLR(opt, lambda e: 0.95 ** e)
+    """
+
+    def __init__(self, optimizer: Any, lr_lambda: Union[Callable, Sequence[Callable]],
+                 last_epoch: int = -1) -> None:
+        self.optimizer = optimizer
+        _check_optimizer(optimizer)
+        if not isinstance(lr_lambda, (list, tuple)):
+            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
+        else:
+            if len(lr_lambda) != len(optimizer.param_groups):
+                raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
+            self.lr_lambdas = list(lr_lambda)
+        super().__init__(optimizer, last_epoch)
+
+    def state_dict(self) -> Dict[str, Any]:
+        sd = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        sd["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else fn.__dict__.copy()
+                            for fn in self.lr_lambdas]
+        return sd
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        lambdas = state_dict.pop("lr_lambdas")
+        self.__dict__.update(state_dict)
+        for idx, fn in enumerate(lambdas):
+            if fn is not None:
+                self.lr_lambdas[idx].__dict__.update(fn)
+
+    def get_lr(self) -> List[float]:
+        return [base * lmbda(self.last_epoch) for lmbda, base in zip(self.lr_lambdas, self.base_lrs)]
+
+    def lr_at(self, step):
+        return [_f32(base) * lmbda(step) for lmbda, base in zip(self.lr_lambdas, self.base_lrs)]
+
+
+class StepLR(LRScheduler):
+    """``lr = base_lr * gamma ** (epoch // step_size)``.
+
+    Example:
+        >>> sched = lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
+    """
+
+    def __init__(self, optimizer: Any, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
+        self.step_size = step_size
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> List[float]:
+        lrs = self._group_lrs()
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return lrs
+        return [lr * self.gamma for lr in lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
+
+    def lr_at(self, step):
+        k = (jnp.asarray(step) // self.step_size).astype(jnp.float32)
+        return [_f32(base) * jnp.power(_f32(self.gamma), k) for base in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    """``lr = base_lr * gamma ** bisect_right(milestones, epoch)``.
+
+    Example:
+        >>> sched = lr_scheduler.MultiStepLR(opt, milestones=[30, 80], gamma=0.1)
+    """
+
+    def __init__(self, optimizer: Any, milestones: Iterable[int], gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
+        self.milestones = Counter(milestones)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> List[float]:
+        lrs = self._group_lrs()
+        if self.last_epoch not in self.milestones:
+            return lrs
+        return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        ms = sorted(self.milestones.elements())
+        return [base * self.gamma ** bisect_right(ms, self.last_epoch) for base in self.base_lrs]
+
+    def lr_at(self, step):
+        ms = jnp.asarray(sorted(self.milestones.elements()) or [np.iinfo(np.int32).max], jnp.int32)
+        k = jnp.searchsorted(ms, jnp.asarray(step, jnp.int32), side="right").astype(jnp.float32)
+        if not self.milestones:
+            k = k * 0
+        return [_f32(base) * jnp.power(_f32(self.gamma), k) for base in self.base_lrs]
+
+
+class ConstantLR(LRScheduler):
+    """``lr = base_lr * factor`` until ``total_iters``, then ``base_lr``.
+
+    Example:
+        >>> sched = lr_scheduler.ConstantLR(opt, factor=0.5, total_iters=4)
+    """
+
+    def __init__(self, optimizer: Any, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1) -> None:
+        if factor > 1.0 or factor < 0:
+            raise ValueError("Constant multiplicative factor expected to be between 0 and 1.")
+        self.factor = factor
+        self.total_iters = total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> List[float]:
+        lrs = self._group_lrs()
+        if self.last_epoch == 0:
+            return [lr * self.factor for lr in lrs]
+        if self.last_epoch != self.total_iters:
+            return lrs
+        return [lr * (1.0 / self.factor) for lr in lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return [base * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
+                for base in self.base_lrs]
+
+    def lr_at(self, step):
+        done = (jnp.asarray(step) >= self.total_iters).astype(jnp.float32)
+        return [_f32(base) * (self.factor + done * (1 - self.factor)) for base in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    """``lr = base_lr * (start + (end - start) * min(epoch, total_iters) / total_iters)``.
+
+    Example:
+        >>> sched = lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=10)  # warm-up
+    """
+
+    def __init__(self, optimizer: Any, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 total_iters: int = 5, last_epoch: int = -1) -> None:
+        if start_factor > 1.0 or start_factor <= 0:
+            raise ValueError("Starting multiplicative factor expected to be greater than 0 and less or equal to 1.")
+        if end_factor > 1.0 or end_factor < 0:
+            raise ValueError("Ending multiplicative factor expected to be between 0 and 1.")
+        self.start_factor = start_factor
+        self.end_factor = end_factor
+        self.total_iters = total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> List[float]:
+        lrs = self._group_lrs()
+        if self.last_epoch == 0:
+            return [lr * self.start_factor for lr in lrs]
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return lrs
+        d = self.end_factor - self.start_factor
+        return [lr * (1.0 + d / (self.total_iters * self.start_factor + (self.last_epoch - 1) * d))
+                for lr in lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return [base * (self.start_factor + (self.end_factor - self.start_factor)
+                        * min(self.total_iters, self.last_epoch) / self.total_iters)
+                for base in self.base_lrs]
+
+    def lr_at(self, step):
+        e = jnp.minimum(jnp.asarray(step), self.total_iters).astype(jnp.float32)
+        f = self.start_factor + (self.end_factor - self.start_factor) * e / self.total_iters
+        return [_f32(base) * f for base in self.base_lrs]
+
+
+class ExponentialLR(LRScheduler):
+    """``lr = base_lr * gamma ** epoch``.
+
+    Example:
+        >>> sched = lr_scheduler.ExponentialLR(opt, gamma=0.95)
+    """
+
+    def __init__(self, optimizer: Any, gamma: float, last_epoch: int = -1) -> None:
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> List[float]:
+        lrs = self._group_lrs()
+        if self._is_initial:
+            return lrs
+        return [lr * self.gamma for lr in lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
+
+    def lr_at(self, step):
+        e = jnp.asarray(step).astype(jnp.float32)
+        return [_f32(base) * jnp.power(_f32(self.gamma), e) for base in self.base_lrs]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """``eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2``, by torch's recursion.
+
+    Past ``T_max`` the lr rises again (period ``2 T_max``) as torch's does; optax's
+    ``cosine_decay_schedule`` stays flat instead.
+
+    Example:
+        >>> sched = lr_scheduler.CosineAnnealingLR(opt, T_max=100, eta_min=1e-5)
+    """
+
+    def __init__(self, optimizer: Any, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
+        self.T_max = T_max
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> List[float]:
+        lrs = self._group_lrs()
+        e, T, lo = self.last_epoch, self.T_max, self.eta_min
+        if self._is_initial:
+            return lrs
+        if self._step_count == 1 and e > 0:
+            return [lo + (base - lo) * (1 + math.cos(e * math.pi / T)) / 2 for base in self.base_lrs]
+        if (e - 1 - T) % (2 * T) == 0:
+            return [lr + (base - lo) * (1 - math.cos(math.pi / T)) / 2
+                    for base, lr in zip(self.base_lrs, lrs)]
+        return [(1 + math.cos(math.pi * e / T)) / (1 + math.cos(math.pi * (e - 1) / T)) * (lr - lo) + lo
+                for lr in lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+                for base in self.base_lrs]
+
+    def lr_at(self, step):
+        T = self.T_max
+        # reduce modulo the period 2T first so float32 keeps its precision for large steps
+        e = jnp.mod(jnp.asarray(step, jnp.int32), 2 * T).astype(jnp.float32)
+        c = (1 + jnp.cos(jnp.float32(math.pi) * (e / T))) / 2
+        return [_f32(self.eta_min) + _f32(base - self.eta_min) * c for base in self.base_lrs]
+
+
+from jparam.optim._lr_scheduler_more import (  # noqa: E402,F401  (re-exported)
+    OneCycleLR, ReduceLROnPlateau, SequentialLR)
