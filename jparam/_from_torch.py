@@ -35,9 +35,14 @@ def _activation_name(fn: Any) -> Any:
     raise _Unreadable(f"activation {fn!r}")
 
 
-def _special_args(tm: Any) -> dict[str, Callable[[Any], Any]] | None:
+def _special_args(tm: Any, path: str, jnn: Any) -> dict[str, Callable[[Any], Any]] | None:
     """Arguments torch does not keep under their constructor name, per class."""
     cls = type(tm).__name__
+    sub = lambda name, m: _convert(m, f"{path}.{name}" if path else name, jnn)
+    if cls in ("TransformerEncoder", "TransformerDecoder"):
+        key = "encoder_layer" if cls == "TransformerEncoder" else "decoder_layer"
+        # torch keeps num_layers clones in `layers`; the constructor clones its argument
+        return {key: lambda m: sub("layers.0", m.layers[0])}
     if cls == "MultiheadAttention":
         return {"bias": lambda m: m.in_proj_bias is not None,
                 "add_bias_kv": lambda m: m.bias_k is not None,
@@ -71,11 +76,11 @@ def _dtype_of(tm: Any) -> Any:
     return None
 
 
-def _read_args(tm: Any, jcls: type, path: str) -> dict[str, Any]:
+def _read_args(tm: Any, jcls: type, path: str, jnn: Any) -> dict[str, Any]:
     import torch
 
     sig = inspect.signature(jcls.__init__)
-    special = _special_args(tm) or {}
+    special = _special_args(tm, path, jnn) or {}
     kwargs: dict[str, Any] = {}
     for name, prm in sig.parameters.items():
         if name in _SKIP or prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
@@ -88,8 +93,8 @@ def _read_args(tm: Any, jcls: type, path: str) -> dict[str, Any]:
                 if isinstance(val, torch.Tensor) or (val is None and name == "bias"):
                     # `bias` is a Parameter (or None) in most layers, a bool in RNNs
                     val = val is not None
-                elif isinstance(val, torch.nn.Module):
-                    raise _Unreadable(f"{name} is a submodule")
+                elif isinstance(val, torch.nn.Module):  # e.g. TransformerEncoder's norm
+                    val = _convert(val, f"{path}.{name}" if path else name, jnn)
             elif prm.default is not prm.empty:
                 continue  # torch does not keep it: jparam's default (= torch's)
             else:
@@ -138,7 +143,7 @@ def _convert(tm: Any, path: str, jnn: Any) -> Any:
     if isinstance(tm, (torch.nn.ParameterList, torch.nn.ParameterDict)):
         raise NotImplementedError(f"jparam.from_torch: {cls.__name__} at {where}: build it "
                                   "with jparam.nn and load_state_dict the torch weights")
-    return jcls(**_read_args(tm, jcls, path))
+    return jcls(**_read_args(tm, jcls, path, jnn))
 
 
 def from_torch(torch_module: Any) -> Any:
