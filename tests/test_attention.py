@@ -1,6 +1,7 @@
 """scaled_dot_product_attention and multi_head_attention_forward against torch (forward + grads)."""
 from __future__ import annotations
 
+import math
 import zlib
 
 import jax
@@ -342,3 +343,192 @@ def test_functions_jit():
     np.testing.assert_allclose(np.asarray(f(q)),
                                np.asarray(scaled_dot_product_attention(q, q, q, is_causal=True)),
                                rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- module comparison helpers
+
+def _flat(out):
+    if isinstance(out, (tuple, list)):
+        return [y for o in out for y in _flat(o)]
+    return [out]
+
+
+def randomize(tm, scale=0.5, seed=0):
+    """Give every parameter of a torch module random values (the default inits zero biases)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in tm.parameters():
+            p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * scale)
+    return tm
+
+
+def compare_module(tm, jm, args, kwargs=None, diff_args=(), family="module", seed=0):
+    """Load ``tm``'s state_dict into ``jm`` (names must match exactly), then compare every output
+    and the grads of ``sum(out_i * ct_i)`` wrt every parameter and the positional args whose
+    indices are in ``diff_args``. ``args`` are numpy arrays / None; ``kwargs`` may hold arrays."""
+    import jparam
+
+    kwargs = kwargs or {}
+    tsd = tm.state_dict()
+    assert list(tsd) == list(jm.state_dict()), f"state_dict keys {list(jm.state_dict())} != {list(tsd)}"
+    res = jm.load_state_dict(tsd)
+    assert not res.missing_keys and not res.unexpected_keys
+    to_t = lambda a, rg=False: torch.tensor(a, requires_grad=rg) if isinstance(a, np.ndarray) else a
+    to_j = lambda a: jnp.asarray(a) if isinstance(a, np.ndarray) else a
+    targs = [to_t(a, i in diff_args) for i, a in enumerate(args)]
+    touts = [t for t in _flat(tm(*targs, **{k: to_t(v) for k, v in kwargs.items()})) ]
+    jargs = [to_j(a) for a in args]
+    jkw = {k: to_j(v) for k, v in kwargs.items()}
+    jouts = _flat(jm(*jargs, **jkw))
+    assert len(jouts) == len(touts)
+    for i, (j, t) in enumerate(zip(jouts, touts)):
+        if t is None:
+            assert j is None, f"output {i}: torch gives None, jparam {type(j)}"
+            continue
+        assert_close(j, t.detach().numpy(), f"output {i}", family)
+    rng = np.random.default_rng(seed + 11)
+    cts = [None if t is None else randn(rng, *t.shape) for t in touts]
+    sum((t * torch.tensor(c)).sum() for t, c in zip(touts, cts) if t is not None).backward()
+
+    def loss_of(outs):
+        return sum(jnp.sum(o * c) for o, c in zip(_flat(outs), cts) if o is not None)
+
+    gmod = jparam.grad(lambda m, *a: loss_of(m(*a, **jkw)))(jm, *jargs)
+    tparams = dict(tm.named_parameters())
+    jgrads = dict(gmod.named_parameters())
+    assert list(jgrads) == list(tparams)
+    for n, tp in tparams.items():
+        tg = np.zeros(tp.shape, np.float32) if tp.grad is None else tp.grad.numpy()
+        assert_close(jgrads[n].data, tg, f"grad {n}", family)
+    if diff_args:
+        def f(*d):
+            a = list(jargs)
+            for i, v in zip(diff_args, d):
+                a[i] = v
+            return loss_of(jm(*a, **jkw))
+        gs = jax.grad(f, argnums=tuple(range(len(diff_args))))(*[jargs[i] for i in diff_args])
+        for i, g in zip(diff_args, gs):
+            assert_close(g, targs[i].grad.numpy(), f"grad arg {i}", family)
+
+
+# ---------------------------------------------------------------- nn.MultiheadAttention
+
+MODULE_CASES = [
+    dict(),
+    dict(batch_first=True),
+    dict(batch_first=True, need_weights=False, kpm="bool"),
+    dict(kdim=5, vdim=7),
+    dict(kdim=5, vdim=7, batch_first=True, kpm="float", attn="float2"),
+    dict(bias=False, attn="bool3"),
+    dict(add_bias_kv=True, kpm="bool", attn="bool2"),
+    dict(add_zero_attn=True, average=False),
+    dict(add_bias_kv=True, add_zero_attn=True, need_weights=False, attn="float3"),
+    dict(attn="causal", is_causal=True, need_weights=False),
+    dict(attn="causal", is_causal=True, batch_first=True),
+    dict(dropout=0.3, mode="eval"),
+    dict(dropout=0.3, mode="eval", batch_first=True, need_weights=False, kpm="bool"),
+    dict(unbatched=True, kpm="bool"),
+    dict(unbatched=True, batch_first=True, attn="float2", need_weights=False),
+    dict(cross=True, batch_first=True),
+]
+
+
+@pytest.mark.parametrize("case", MODULE_CASES, ids=[str(i) for i in range(len(MODULE_CASES))])
+def test_multihead_attention_module(case):
+    import jparam.nn as jnn
+
+    E, H, L, N = 8, 2, 5, 3
+    ctor = dict(dropout=case.get("dropout", 0.0), bias=case.get("bias", True),
+                add_bias_kv=case.get("add_bias_kv", False), add_zero_attn=case.get("add_zero_attn", False),
+                kdim=case.get("kdim"), vdim=case.get("vdim"), batch_first=case.get("batch_first", False))
+    torch.manual_seed(0)
+    tm = randomize(torch.nn.MultiheadAttention(E, H, **ctor))
+    jm = jnn.MultiheadAttention(E, H, **ctor)
+    if case.get("mode") == "eval":
+        tm.eval()
+        jm.eval()
+    rng = np.random.default_rng(zlib.crc32(str(case).encode()))
+    S = 6 if case.get("cross") or case.get("kdim") else L
+    kd, vd = ctor["kdim"] or E, ctor["vdim"] or E
+    bf, ub = ctor["batch_first"], case.get("unbatched")
+    shp = lambda n, d: (n, d) if ub else ((N, n, d) if bf else (n, N, d))
+    q = randn(rng, *shp(L, E))
+    k = q if S == L and kd == E and not case.get("cross") else randn(rng, *shp(S, kd))
+    v = k if vd == kd and k is not q else (q if k is q else randn(rng, *shp(S, vd)))
+    Nb = 1 if ub else N
+    kw = dict(need_weights=case.get("need_weights", True),
+              average_attn_weights=case.get("average", True), is_causal=case.get("is_causal", False))
+    kpm = case.get("kpm")
+    kshape = (S,) if ub else (N, S)
+    if kpm == "bool":
+        m = rng.random(kshape) > 0.7
+        m[..., 0] = False
+        kw["key_padding_mask"] = m
+    elif kpm == "float":
+        kw["key_padding_mask"] = randn(rng, *kshape)
+    attn = case.get("attn")
+    if attn == "bool2":
+        m = rng.random((L, S)) > 0.7
+        m[:, 0] = False
+        kw["attn_mask"] = m
+    elif attn == "float2":
+        kw["attn_mask"] = randn(rng, L, S)
+    elif attn == "bool3":
+        m = rng.random((Nb * H, L, S)) > 0.7
+        m[..., 0] = False
+        kw["attn_mask"] = m
+    elif attn == "float3":
+        kw["attn_mask"] = randn(rng, Nb * H, L, S)
+    elif attn == "causal":
+        kw["attn_mask"] = ~np.tril(np.ones((L, S), bool))
+    diff = (0,) if k is q else (0, 1, 2)
+    compare_module(tm, jm, [q, k, v], kw, diff_args=diff, family="mha_module")
+
+
+def test_multihead_attention_init_repr_and_names():
+    import jparam
+    import jparam.nn as jnn
+
+    jparam.manual_seed(0)
+    m = jnn.MultiheadAttention(16, 4, add_bias_kv=True)
+    t = torch.nn.MultiheadAttention(16, 4, add_bias_kv=True)
+    assert repr(m) == repr(t)
+    assert list(m.state_dict()) == list(t.state_dict())
+    assert [n for n, _ in m.named_parameters()] == [n for n, _ in t.named_parameters()]
+    w = np.asarray(m.in_proj_weight.data)
+    bound = math.sqrt(6.0 / (16 + 48))
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    assert np.all(np.asarray(m.in_proj_bias.data) == 0) and np.all(np.asarray(m.out_proj.bias.data) == 0)
+    ow = np.asarray(m.out_proj.weight.data)
+    assert np.abs(ow).max() <= 1 / 4 and np.abs(ow).max() > 0.9 / 4
+    assert abs(float(np.asarray(m.bias_k.data).std()) - math.sqrt(2 / 32)) < 0.15
+    sep = jnn.MultiheadAttention(8, 2, kdim=3, vdim=5, bias=False, dtype=jnp.bfloat16)
+    ts = torch.nn.MultiheadAttention(8, 2, kdim=3, vdim=5, bias=False)
+    assert list(sep.state_dict()) == list(ts.state_dict())
+    assert sep.k_proj_weight.shape == (8, 3) and sep.v_proj_weight.shape == (8, 5)
+    assert sep.in_proj_weight is None and sep.out_proj.bias is None
+    assert sep.q_proj_weight.dtype == jnp.bfloat16 and sep.out_proj.weight.dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="divisible"):
+        jnn.MultiheadAttention(10, 3)
+    with pytest.raises(ValueError, match="greater than 0"):
+        jnn.MultiheadAttention(0, 1)
+
+
+def test_multihead_attention_dropout_under_jit():
+    """Train-mode dropout draws from the module's own key: fresh masks per step, no extra arg."""
+    import jparam
+    import jparam.nn as jnn
+
+    jparam.manual_seed(0)
+    m = jnn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+    x = jnp.asarray(randn(np.random.default_rng(0), 2, 5, 8))
+    step = jax.jit(lambda m, x: jparam.call(m, x, x, x))
+    (o1, _), m1 = step(m, x)
+    (o2, _), m2 = step(m1, x)
+    assert not np.allclose(np.asarray(o1), np.asarray(o2))
+    (o1b, _), _ = step(m, x)
+    np.testing.assert_array_equal(np.asarray(o1), np.asarray(o1b))
+    m.eval()
+    (e1, _), _ = step(m, x)
+    (e2, _), _ = step(m, x)
+    np.testing.assert_array_equal(np.asarray(e1), np.asarray(e2))

@@ -180,3 +180,159 @@ def test_runner_jit():
     ref = tm(torch.tensor(np.asarray(x)))
     assert_close(out[0], ref[0].detach().numpy(), "jit output", FAMILY)
     assert_close(out[2], ref[1][1].detach().numpy(), "jit c_n", FAMILY)
+
+
+# ---------------------------------------------------------------- nn.RNN / LSTM / GRU modules
+
+from test_attention import compare_module, randomize  # noqa: E402
+
+MODULE_CASES = [
+    ("RNN", dict()),
+    ("RNN", dict(nonlinearity="relu", num_layers=2, bidirectional=True, batch_first=True, hx=True)),
+    ("RNN", dict(bias=False, unbatched=True, hx=True)),
+    ("LSTM", dict(num_layers=2, bidirectional=True, hx=True)),
+    ("LSTM", dict(batch_first=True, num_layers=3)),
+    ("LSTM", dict(proj_size=3, bidirectional=True, num_layers=2, batch_first=True, hx=True)),
+    ("LSTM", dict(unbatched=True, bias=False, hx=True)),
+    ("LSTM", dict(num_layers=2, dropout=0.4, mode="eval", bidirectional=True)),
+    ("GRU", dict(num_layers=2, bidirectional=True, batch_first=True, hx=True)),
+    ("GRU", dict(unbatched=True)),
+    ("GRU", dict(num_layers=3, dropout=0.5, mode="eval", hx=True)),
+]
+
+
+@pytest.mark.parametrize("name,case", MODULE_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(MODULE_CASES)])
+def test_recurrent_modules(name, case):
+    import jparam.nn as jnn
+
+    case = dict(case)
+    use_hx, unbatched, mode = case.pop("hx", False), case.pop("unbatched", False), case.pop("mode", "train")
+    I, H, T, N = 4, 6, 5, 3
+    torch.manual_seed(0)
+    tm = randomize(getattr(torch.nn, name)(I, H, **case), scale=0.6)
+    jm = getattr(jnn, name)(I, H, **case)
+    if mode == "eval":
+        tm.eval()
+        jm.eval()
+    assert repr(jm) == repr(tm)
+    L, D = case.get("num_layers", 1), 2 if case.get("bidirectional") else 1
+    Hout = case.get("proj_size", 0) or H
+    rng = np.random.default_rng(L * 10 + D)
+    bf = case.get("batch_first", False)
+    x = randn(rng, T, I) if unbatched else (randn(rng, N, T, I) if bf else randn(rng, T, N, I))
+    lead = (L * D,) if unbatched else (L * D, N)
+    args = [x]
+    diff = [0]
+    if use_hx:
+        h0 = randn(rng, *lead, Hout)
+        if name == "LSTM":
+            # compare_module differentiates positional args; pass (h0, c0) via a wrapper pair
+            c0 = randn(rng, *lead, H)
+            _compare_lstm_hx(tm, jm, x, h0, c0)
+            return
+        args.append(h0)
+        diff.append(1)
+    compare_module(tm, jm, args, diff_args=tuple(diff), family="rnn_module")
+
+
+def _compare_lstm_hx(tm, jm, x, h0, c0):
+    """LSTM with an explicit (h0, c0): wrap both modules to take h0, c0 positionally."""
+
+    class TW(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, h, c):
+            return self.m(x, (h, c))
+
+    import jparam.nn as jnn
+
+    class JW(jnn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, h, c):
+            return self.m(x, (h, c))
+
+    compare_module(TW(tm), JW(jm), [x, h0, c0], diff_args=(0, 1, 2), family="rnn_module")
+
+
+CELL_MODULES = [("RNNCell", dict()), ("RNNCell", dict(nonlinearity="relu", bias=False)),
+                ("LSTMCell", dict()), ("LSTMCell", dict(bias=False)), ("GRUCell", dict()),
+                ("GRUCell", dict(bias=False))]
+
+
+@pytest.mark.parametrize("name,kw", CELL_MODULES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CELL_MODULES)])
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("with_hx", [True, False])
+def test_cell_modules(name, kw, batched, with_hx):
+    import jparam.nn as jnn
+
+    torch.manual_seed(0)
+    tm = randomize(getattr(torch.nn, name)(4, 5, **kw), scale=0.7)
+    jm = getattr(jnn, name)(4, 5, **kw)
+    assert repr(jm) == repr(tm)
+    rng = np.random.default_rng(3)
+    x = randn(rng, 3, 4) if batched else randn(rng, 4)
+    hshape = (3, 5) if batched else (5,)
+    if not with_hx:
+        compare_module(tm, jm, [x], diff_args=(0,), family="rnn_module")
+    elif name == "LSTMCell":
+        _compare_lstm_hx(tm, jm, x, randn(rng, *hshape), randn(rng, *hshape))
+    else:
+        compare_module(tm, jm, [x, randn(rng, *hshape)], diff_args=(0, 1), family="rnn_module")
+
+
+def test_recurrent_names_init_repr():
+    import jparam
+    import jparam.nn as jnn
+
+    jparam.manual_seed(0)
+    for name, kw in [("RNN", dict(num_layers=2, bidirectional=True, nonlinearity="relu")),
+                     ("LSTM", dict(num_layers=2, proj_size=3, bidirectional=True, bias=False)),
+                     ("GRU", dict(num_layers=3, batch_first=True, dropout=0.2))]:
+        jm, tm = getattr(jnn, name)(5, 16, **kw), getattr(torch.nn, name)(5, 16, **kw)
+        assert repr(jm) == repr(tm)
+        assert [(n, tuple(p.shape)) for n, p in jm.named_parameters()] == \
+               [(n, tuple(p.shape)) for n, p in tm.named_parameters()]
+        for n, p in jm.named_parameters():
+            a = np.asarray(p.data)
+            assert np.abs(a).max() <= 0.25 and np.abs(a).max() > 0.2, n
+    assert jnn.GRU(3, 4, dtype=jnp.bfloat16).weight_ih_l0.dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="proj_size has to be smaller"):
+        jnn.LSTM(3, 4, proj_size=4)
+    with pytest.raises(ValueError, match="only supported for LSTM"):
+        jnn.RNNBase("GRU", 3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="dropout should be a number"):
+        jnn.GRU(3, 4, dropout=1.5)
+    with pytest.raises(ValueError, match="Unknown nonlinearity"):
+        jnn.RNN(3, 4, nonlinearity="gelu")
+    with pytest.warns(UserWarning, match="num_layers greater than 1"):
+        jnn.LSTM(3, 4, dropout=0.5)
+    with pytest.raises(ValueError, match="input_size"):
+        jnn.GRU(3, 4)(jnp.ones((5, 2, 7)))
+    with pytest.raises(ValueError, match="should also be 3-D"):
+        jnn.GRU(3, 4)(jnp.ones((5, 2, 3)), jnp.zeros((1, 4)))
+    with pytest.raises(ValueError, match="inconsistent input_size"):
+        jnn.GRUCell(3, 4)(jnp.ones((2, 5)))
+
+
+def test_recurrent_dropout_under_jit():
+    import jparam
+    import jparam.nn as jnn
+
+    jparam.manual_seed(0)
+    m = jnn.LSTM(3, 8, num_layers=2, dropout=0.5)
+    x = jnp.ones((6, 2, 3))
+    step = jax.jit(lambda m, x: jparam.call(m, x))
+    (o1, _), m1 = step(m, x)
+    (o2, _), _ = step(m1, x)
+    assert not np.allclose(np.asarray(o1), np.asarray(o2))
+    m.eval()
+    (e1, _), _ = step(m, x)
+    (e2, _), _ = step(m, x)
+    np.testing.assert_array_equal(np.asarray(e1), np.asarray(e2))
+    loss, m2 = jparam.backward(lambda m, x: jnp.sum(m(x)[0] ** 2), m.train(), x)
+    assert m2.weight_ih_l1.grad.shape == m2.weight_ih_l1.shape
