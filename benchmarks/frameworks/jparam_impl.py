@@ -84,7 +84,10 @@ ReLU = getattr(nn, "ReLU", _ReLU)
 Conv2d = getattr(nn, "Conv2d", _Conv2d)
 Embedding = getattr(nn, "Embedding", _Embedding)
 LayerNorm = getattr(nn, "LayerNorm", _LayerNorm)
-GELU = getattr(nn, "GELU", None)
+try:
+    StackedBlocks = nn.StackedBlocks
+except AttributeError:  # not exported from jparam.nn yet
+    from jparam.nn.modules.stacked import StackedBlocks
 
 
 class CNN(nn.Module):
@@ -123,7 +126,7 @@ class GPT(nn.Module):
         self.wte = Embedding(c.vocab, c.d)
         self.wpe = Embedding(c.seq, c.d)
         if stacked:
-            self.blocks = nn.StackedBlocks(lambda: Block(c.d, c.heads), c.layers)
+            self.blocks = StackedBlocks(lambda: Block(c.d, c.heads), c.layers)
         else:
             self.blocks = nn.ModuleList(Block(c.d, c.heads) for _ in range(c.layers))
         self.ln_f = LayerNorm(c.d)
@@ -155,8 +158,6 @@ def make_model(c, variant="jparam"):
 
 
 def build(c, sd, data, variant: str = "jparam") -> Runner:
-    if variant == "jparam_scan" and not hasattr(nn, "StackedBlocks"):
-        raise ImportError("jparam.nn.StackedBlocks is not available yet")
     model = make_model(c, variant)
     model.load_state_dict(sd)
     if c.opt == "sgd":
