@@ -9,6 +9,7 @@ Skeleton encoding (JSON, stored in the safetensors metadata under ``jparam.tree`
 - an array leaf           -> ``{"$a": "<key in the file>"}``
 - a typed PRNG key array  -> ``{"$k": "<key in the file>", "impl": "<impl name>"}``
 - dict (str or int keys)  -> ``{"$d": [[key, node], ...]}`` (order and key types kept)
+- collections.Counter     -> ``{"$c": [[key, count], ...]}``
 - list / tuple            -> ``{"$l": [...]}`` / ``{"$t": [...]}``
 - None, bool, int, str    -> themselves
 - float                   -> itself when finite, ``{"$f": "nan" | "inf" | "-inf"}`` otherwise
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -199,6 +201,7 @@ def encode_tree(obj: Any) -> tuple[dict[str, Any], Any]:
         if callable(getattr(x, "state_dict", None)) and not isinstance(x, Mapping):
             return enc(x.state_dict(), path, depth + 1)
         if isinstance(x, Mapping):
+            tag = "$c" if isinstance(x, Counter) else "$d"  # Counter: MultiStepLR's milestones
             items = []
             for k, v in x.items():
                 if isinstance(k, bool) or not isinstance(k, (str, int)):
@@ -206,7 +209,7 @@ def encode_tree(obj: Any) -> tuple[dict[str, Any], Any]:
                                     f"{_type_name(k)}; keys must be str (or int, as in an "
                                     "optimizer's state)")
                 items.append([k if isinstance(k, str) else int(k), enc(v, path + (k,), depth + 1)])
-            return {"$d": items}
+            return {tag: items}
         if isinstance(x, (list, tuple)):
             tag = "$t" if isinstance(x, tuple) else "$l"
             return {tag: [enc(v, path + (i,), depth + 1) for i, v in enumerate(x)]}
@@ -247,6 +250,8 @@ def decode_tree(skeleton: Any, arrays: Mapping[str, Any], where: str) -> Any:
             return float(val)
         if tag == "$d":
             return {k: dec(v) for k, v in val}
+        if tag == "$c":
+            return Counter({k: dec(v) for k, v in val})
         if tag == "$l":
             return [dec(v) for v in val]
         if tag == "$t":

@@ -56,10 +56,14 @@ def _batch(step):
     return jnp.asarray(x), jnp.asarray(x[:, :1] * 2.0 - x[:, 1:2])
 
 
-def _fresh(seed):
+def _fresh(seed, real_scheduler=False):
     jparam.manual_seed(seed)
     model = MLP()
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    if real_scheduler:  # lr changes after the checkpoint: the resumed schedule must be right
+        from jparam.optim import lr_scheduler
+
+        return model, opt, lr_scheduler.MultiStepLR(opt, milestones=[12, 15, 15], gamma=0.5)
     return model, opt, StepCounter()
 
 
@@ -72,12 +76,15 @@ def _run(model, opt, sched, steps):
     return losses, model, opt
 
 
-@pytest.mark.parametrize("api", ["save_checkpoint", "save"])
-def test_resume_is_bitwise(tmp_path, api):
-    model, opt, sched = _fresh(0)
+@pytest.mark.parametrize("api,real", [("save_checkpoint", False), ("save", False),
+                                      ("save_checkpoint", True)])
+def test_resume_is_bitwise(tmp_path, api, real):
+    model, opt, sched = _fresh(0, real)
     full, _, _ = _run(model, opt, sched, range(1, 21))
+    if real:
+        assert sched.get_last_lr() == [pytest.approx(0.05 * 0.5 ** 3, rel=1e-6)]
 
-    model, opt, sched = _fresh(0)
+    model, opt, sched = _fresh(0, real)
     first, model, opt = _run(model, opt, sched, range(1, 11))
     assert [a.tobytes() for a in first] == [a.tobytes() for a in full[:10]]
     path = tmp_path / "ckpt.safetensors"
@@ -90,7 +97,7 @@ def test_resume_is_bitwise(tmp_path, api):
               "metadata": {"lr": 0.05, "note": "x"}}, path)
 
     # a fresh process state: other seed, other weights, untouched optimizer
-    model2, opt2, sched2 = _fresh(123)
+    model2, opt2, sched2 = _fresh(123, real)
     if api == "save_checkpoint":
         ck = load_checkpoint(path, model=model2, optimizer=opt2, scheduler=sched2)
         assert jparam.load_metadata(path) == {"run": "test"}
@@ -103,6 +110,8 @@ def test_resume_is_bitwise(tmp_path, api):
         model2.drop._rng = jnp.asarray(ck["drop_rng"])
         assert ck["metadata"] == {"lr": 0.05, "note": "x"}
     assert ck["step"] == 10 and sched2.last_epoch == 10
+    if real:
+        assert type(sched2.milestones) is type(sched.milestones)  # a Counter survives
     rest, _, _ = _run(model2, opt2, sched2, range(11, 21))
     assert [a.tobytes() for a in rest] == [a.tobytes() for a in full[10:]]
 
