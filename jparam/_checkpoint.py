@@ -145,7 +145,24 @@ def _from_torch_obj(x: Any, path: tuple, as_numpy: bool, torch) -> Any:
     return x  # None, bool, int, float, str, complex (all weights_only can produce)
 
 
+def _check_torch_zip(path: str) -> None:
+    """A readable zip without ``data.pkl`` is some other archive (.npz, .zip), not torch.save's."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return  # truncated or corrupt: torch.load reports it
+    if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        raise ValueError(f"{path}: a zip archive but not a PyTorch checkpoint (no data.pkl; "
+                         f"holds {names[:3]}{' ...' if len(names) > 3 else ''})")
+
+
 def _load_torch(path: str, as_numpy: bool) -> Any:
+    with open(path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            _check_torch_zip(path)
     torch = _torch(path)
     import pickle
 

@@ -250,6 +250,12 @@ def test_random_bytes_and_empty_file(tmp_path):
         load(tmp_path / "missing.safetensors")
 
 
+def test_other_zip_archive(tmp_path):
+    np.savez(tmp_path / "arrays.npz", a=np.ones(2))
+    with pytest.raises(ValueError, match=r"arrays\.npz: a zip archive but not a PyTorch checkpoint"):
+        load(tmp_path / "arrays.npz")
+
+
 def test_pickled_custom_class_is_refused(tmp_path):
     p = tmp_path / "obj.pt"
     torch.save({"model": _Custom()}, p)
