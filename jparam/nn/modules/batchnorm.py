@@ -1,4 +1,4 @@
-"""Batch normalisation with running statistics updated in ``forward`` (torch semantics)."""
+"""Batch normalisation (1-3d) with running statistics updated in ``forward`` (torch semantics)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -8,8 +8,10 @@ import jax.numpy as jnp
 
 from jparam._module import Module
 from jparam._parameter import Parameter
+from jparam.nn import functional as F
+from jparam.nn.modules.linear import _data
 
-__all__ = ["BatchNorm1d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
 
 
 def _long_zero() -> jax.Array:
@@ -54,30 +56,23 @@ class _BatchNorm(Module):
 
     def forward(self, input: jax.Array) -> jax.Array:
         self._check_input_dim(input)
+        if jnp.shape(input)[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels on "
+                             f"dim 1, got input of shape {tuple(jnp.shape(input))}")
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked = self.num_batches_tracked + 1
             if self.momentum is None:
                 factor = 1.0 / self.num_batches_tracked.astype(jnp.float32)
-        use_batch = self.training or (self.running_mean is None and self.running_var is None)
-        axes = (0,) + tuple(range(2, input.ndim))
-        shape = (1, -1) + (1,) * (input.ndim - 2)
-        if use_batch:
-            mean = jnp.mean(input, axis=axes)
-            var = jnp.mean(jnp.square(input - mean.reshape(shape)), axis=axes)
-            if self.training and self.running_mean is not None:
-                n = input.size // input.shape[1]
-                unbiased = var * (n / max(n - 1, 1))
-                self.running_mean = ((1 - factor) * self.running_mean + factor * mean).astype(self.running_mean.dtype)
-                self.running_var = ((1 - factor) * self.running_var + factor * unbiased).astype(self.running_var.dtype)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y = (input - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + self.eps)
-        if self.weight is not None:
-            y = y * self.weight.data.reshape(shape)
-        if self.bias is not None:
-            y = y + self.bias.data.reshape(shape)
-        return y
+        bn_training = self.training or (self.running_mean is None and self.running_var is None)
+        use_stats = not self.training or self.track_running_stats
+        rm = self.running_mean if use_stats else None
+        rv = self.running_var if use_stats else None
+        out = F.batch_norm(input, rm, rv, _data(self.weight), _data(self.bias), bn_training,
+                           factor, self.eps)
+        if isinstance(out, tuple):
+            out, self.running_mean, self.running_var = out
+        return out
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -97,3 +92,27 @@ class BatchNorm1d(_BatchNorm):
     """
 
     _expected_ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over NCHW inputs (see :class:`BatchNorm1d` for the statistics).
+
+    Example:
+        >>> bn = nn.BatchNorm2d(8)
+        >>> bn(jnp.ones((2, 8, 4, 4))).shape
+        (2, 8, 4, 4)
+    """
+
+    _expected_ndims = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch norm over NCDHW inputs (see :class:`BatchNorm1d` for the statistics).
+
+    Example:
+        >>> bn = nn.BatchNorm3d(8)
+        >>> bn(jnp.ones((2, 8, 2, 4, 4))).shape
+        (2, 8, 2, 4, 4)
+    """
+
+    _expected_ndims = (5,)

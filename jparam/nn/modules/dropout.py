@@ -6,8 +6,9 @@ import jax.numpy as jnp
 
 from jparam._module import Module
 from jparam._random import module_key, new_key_leaf
+from jparam.nn import functional as F
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"]
 
 
 class _DropoutNd(Module):
@@ -40,3 +41,68 @@ class Dropout(_DropoutNd):
             return jnp.zeros_like(input)
         keep = jax.random.bernoulli(module_key(self), 1.0 - self.p, jnp.shape(input))
         return jnp.where(keep, input / (1.0 - self.p), jnp.zeros((), jnp.result_type(input)))
+
+
+class _KeyedDropout(_DropoutNd):
+    _fn = ""
+
+    def forward(self, input: jax.Array) -> jax.Array:
+        fn = getattr(F, self._fn)
+        if not self.training or self.p == 0.0:
+            return input
+        return fn(input, self.p, True, key=module_key(self))
+
+
+class Dropout1d(_KeyedDropout):
+    """Zero whole channels of ``(N, C, L)`` / ``(C, L)`` inputs with probability ``p``.
+
+    Example:
+        >>> nn.Dropout1d(0.2)(jnp.ones((2, 3, 4))).shape
+        (2, 3, 4)
+    """
+
+    _fn = "dropout1d"
+
+
+class Dropout2d(_KeyedDropout):
+    """Zero whole channels of ``(N, C, H, W)`` / ``(C, H, W)`` inputs with probability ``p``.
+
+    Example:
+        >>> nn.Dropout2d(0.2)(jnp.ones((2, 3, 4, 4))).shape
+        (2, 3, 4, 4)
+    """
+
+    _fn = "dropout2d"
+
+
+class Dropout3d(_KeyedDropout):
+    """Zero whole channels of ``(N, C, D, H, W)`` / ``(C, D, H, W)`` inputs.
+
+    Example:
+        >>> nn.Dropout3d(0.2)(jnp.ones((2, 3, 2, 2, 2))).shape
+        (2, 3, 2, 2, 2)
+    """
+
+    _fn = "dropout3d"
+
+
+class AlphaDropout(_KeyedDropout):
+    """Dropout that keeps SELU's zero mean / unit variance (torch's affine correction).
+
+    Example:
+        >>> nn.AlphaDropout(0.2)(jnp.ones((4, 5))).shape
+        (4, 5)
+    """
+
+    _fn = "alpha_dropout"
+
+
+class FeatureAlphaDropout(_KeyedDropout):
+    """Alpha dropout of whole channels.
+
+    Example:
+        >>> nn.FeatureAlphaDropout(0.2)(jnp.ones((2, 3, 4))).shape
+        (2, 3, 4)
+    """
+
+    _fn = "feature_alpha_dropout"

@@ -1,4 +1,4 @@
-"""Linear family: Identity, Linear (torch layout ``(out, in)``, torch init)."""
+"""Linear family: Identity, Linear, Bilinear (torch layouts and torch init)."""
 from __future__ import annotations
 
 import math
@@ -10,8 +10,9 @@ import jax.numpy as jnp
 from jparam._module import Module
 from jparam._parameter import Parameter
 from jparam._random import next_key
+from jparam.nn import functional as F
 
-__all__ = ["Identity", "Linear"]
+__all__ = ["Identity", "Linear", "Bilinear"]
 
 
 def _uniform(shape, bound: float, dtype) -> jax.Array:
@@ -19,8 +20,17 @@ def _uniform(shape, bound: float, dtype) -> jax.Array:
     return jax.random.uniform(next_key(), shape, jnp.float32, -bound, bound).astype(dtype)
 
 
+def _data(p: Optional[Parameter]):
+    return None if p is None else p.data
+
+
 class Identity(Module):
-    """Returns its input (accepts and ignores any constructor arguments, like torch)."""
+    """Returns its input (accepts and ignores any constructor arguments, like torch).
+
+    Example:
+        >>> nn.Identity(54, unused="x")(jnp.ones(3)).shape
+        (3,)
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
@@ -54,6 +64,9 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, input: jax.Array) -> jax.Array:
+        if jnp.shape(input)[-1:] != (self.in_features,):
+            raise ValueError(f"Linear: expected input with last dimension {self.in_features}, "
+                             f"got shape {tuple(jnp.shape(input))}")
         y = jnp.matmul(input, self.weight.data.T)
         if self.bias is not None:
             y = y + self.bias.data
@@ -61,3 +74,35 @@ class Linear(Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Bilinear(Module):
+    r"""``y_k = x1ᵀ W_k x2 + b_k`` with ``weight`` ``(out_features, in1_features, in2_features)``.
+
+    Init (torch's): weight and bias ``~ U(±1/sqrt(in1_features))``.
+
+    Example:
+        >>> m = nn.Bilinear(3, 4, 2)
+        >>> m(jnp.ones((5, 3)), jnp.ones((5, 4))).shape
+        (5, 2)
+    """
+
+    def __init__(self, in1_features: int, in2_features: int, out_features: int, bias: bool = True,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.in1_features = in1_features
+        self.in2_features = in2_features
+        self.out_features = out_features
+        bound = 1.0 / math.sqrt(in1_features) if in1_features > 0 else 0.0
+        self.weight = Parameter(_uniform((out_features, in1_features, in2_features), bound, dtype))
+        if bias:
+            self.bias = Parameter(_uniform((out_features,), bound, dtype))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, input1: jax.Array, input2: jax.Array) -> jax.Array:
+        return F.bilinear(input1, input2, self.weight.data, _data(self.bias))
+
+    def extra_repr(self) -> str:
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}")
