@@ -37,6 +37,8 @@ def _activation_name(fn: Any) -> Any:
 
 def _special_args(tm: Any, path: str, jnn: Any) -> dict[str, Callable[[Any], Any]] | None:
     """Arguments torch does not keep under their constructor name, per class."""
+    import torch
+
     cls = type(tm).__name__
     sub = lambda name, m: _convert(m, f"{path}.{name}" if path else name, jnn)
     if cls in ("TransformerEncoder", "TransformerDecoder"):
@@ -52,7 +54,9 @@ def _special_args(tm: Any, path: str, jnn: Any) -> dict[str, Callable[[Any], Any
                 "nhead": lambda m: m.self_attn.num_heads,
                 "dim_feedforward": lambda m: m.linear1.out_features,
                 "dropout": lambda m: m.dropout.p,
-                "activation": lambda m: _activation_name(m.activation),
+                "activation": lambda m: (sub("activation", m.activation)
+                                         if isinstance(m.activation, torch.nn.Module)
+                                         else _activation_name(m.activation)),
                 "layer_norm_eps": lambda m: m.norm1.eps,
                 "batch_first": lambda m: m.self_attn.batch_first,
                 "norm_first": lambda m: m.norm_first,
