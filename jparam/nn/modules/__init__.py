@@ -37,3 +37,5 @@ from jparam.nn.modules.sparse import Embedding
 from jparam.nn.modules.upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from jparam.nn.modules.activation_attention import MultiheadAttention, NonDynamicallyQuantizableLinear
 from jparam.nn.modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
+from jparam.nn.modules.transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
+                                           TransformerEncoder, TransformerEncoderLayer)
