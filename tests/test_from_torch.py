@@ -114,3 +114,59 @@ def test_dtype_follows_torch():
     assert j.weight.dtype == jnp.bfloat16
     np.testing.assert_array_equal(np.asarray(j.weight.data.astype(jnp.float32)),
                                   _np(t.weight.float()))
+
+
+def _cnn():
+    T = torch.nn
+    return T.Sequential(
+        T.Conv2d(3, 8, 3, padding=1), T.BatchNorm2d(8), T.ReLU(), T.MaxPool2d(2),
+        T.Conv2d(8, 8, 3, stride=2, padding="valid", groups=2, bias=False), T.GroupNorm(2, 8),
+        T.GELU(approximate="tanh"),
+        T.ConvTranspose2d(8, 4, 2, stride=2), T.InstanceNorm2d(4, affine=True), T.LeakyReLU(0.2),
+        T.AvgPool2d(2, count_include_pad=False), T.AdaptiveAvgPool2d((2, 2)), T.Flatten(),
+        T.Dropout(0.3), T.Linear(16, 10), T.LayerNorm(10, eps=1e-3), T.Tanh(), T.Linear(10, 5),
+        T.Softmax(dim=-1))
+
+
+def test_many_layer_types_match_torch():
+    torch.manual_seed(0)
+    t = _cnn()
+    x = torch.randn(2, 3, 16, 16)
+    t(x)  # running statistics move away from their init
+    t.eval()
+    j = from_torch(t)
+    assert [type(m).__name__ for m in j] == [type(m).__name__ for m in t]
+    assert j[4].groups == 2 and j[4].padding == "valid" and j[5].num_groups == 2
+    assert j[6].approximate == "tanh" and j[9].negative_slope == 0.2 and j[15].eps == 1e-3
+    _close(j(jnp.asarray(_np(x))), t(x), tol=1e-4)
+    # training mode (batch statistics, no dropout randomness)
+    t.train()
+    t[13].p = 0.0
+    j = from_torch(t)
+    out, j2 = jparam.call(j, jnp.asarray(_np(x)))
+    _close(out, t(x), tol=1e-4)
+    _close(j2[1].running_var, t[1].running_var, tol=1e-4)
+
+
+def test_embedding_and_transformer_stack_match_torch():
+    torch.manual_seed(0)
+    T = torch.nn
+    emb = T.Embedding(20, 16, padding_idx=0)
+    ids = torch.randint(0, 20, (2, 7))
+    j_emb = from_torch(emb)
+    assert j_emb.padding_idx == 0
+    np.testing.assert_array_equal(np.asarray(j_emb(jnp.asarray(_np(ids)))), _np(emb(ids)))
+    for act, norm_first in (("relu", False), ("gelu", True)):
+        enc = T.TransformerEncoder(
+            T.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation=act, batch_first=True,
+                                      norm_first=norm_first),
+            num_layers=2, norm=T.LayerNorm(16), enable_nested_tensor=False).eval()
+        j = from_torch(enc)
+        assert len(j.layers) == 2 and j.layers[0] is not j.layers[1]
+        x = torch.randn(2, 7, 16)
+        _close(j(jnp.asarray(_np(x))), enc(x), tol=1e-4)
+    dec = T.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True,
+                                    activation=T.GELU(approximate="tanh")).eval()
+    j = from_torch(dec)
+    x, mem = torch.randn(2, 5, 16), torch.randn(2, 3, 16)
+    _close(j(jnp.asarray(_np(x)), jnp.asarray(_np(mem))), dec(x, mem), tol=1e-4)
