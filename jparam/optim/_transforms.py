@@ -85,8 +85,9 @@ def _bias_correction(beta: jax.Array, t: jax.Array) -> jax.Array:
 def _lerp(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
     """torch's ``a.lerp_(b, w)`` (same two-sided formula, so the same rounding)."""
     w = w.astype(a.dtype)
-    d = b - a
-    return jnp.where(jnp.abs(w) < 0.5, a + w * d, b - d * (1 - w))
+    small = jnp.abs(w) < 0.5
+    # a + w*d  or  b - (1-w)*d, as one multiply-add with a scalar coefficient (same rounding)
+    return jnp.where(small, a, b) + jnp.where(small, w, -(1 - w)) * (b - a)
 
 
 def _addcmul(a, t1, t2, value):
