@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 # key -> (module, display name). Order is the column order of the tables.
 FRAMEWORKS: dict[str, tuple[str, str]] = {
     "jax": ("pure_jax", "pure JAX (jax.jit + optax)"),
+    "jax_scan": ("pure_jax", "pure JAX, layers stacked + lax.scan"),
     "jparam": ("jparam_impl", "jparam (jax.jit)"),
     "jparam_scan": ("jparam_impl", "jparam StackedBlocks (lax.scan)"),
     "equinox": ("equinox_impl", "Equinox (filter_jit)"),
@@ -49,6 +50,6 @@ def jit_runner(train_step, state: tuple, args: tuple, **jit_kwargs) -> Runner:
 def build(framework: str, case, state_dict, data) -> Runner:
     module, _ = FRAMEWORKS[framework]
     mod = importlib.import_module(f"benchmarks.frameworks.{module}")
-    if framework in ("nnx_split", "jparam_scan"):
+    if framework in ("nnx_split", "jparam_scan", "jax_scan"):
         return mod.build(case, state_dict, data, variant=framework)
     return mod.build(case, state_dict, data)

@@ -35,20 +35,27 @@ def cnn_forward(p, bn, key, x):
     return h @ p["fc.weight"].T + p["fc.bias"], new_bn
 
 
+def gpt_block(h, b, heads):
+    a = layer_norm(h, b["ln1.weight"], b["ln1.bias"])
+    a = causal_attention(a @ b["qkv.weight"].T + b["qkv.bias"], heads)
+    h = h + a @ b["proj.weight"].T + b["proj.bias"]
+    a = layer_norm(h, b["ln2.weight"], b["ln2.bias"])
+    a = gelu(a @ b["fc1.weight"].T + b["fc1.bias"])
+    return h + a @ b["fc2.weight"].T + b["fc2.bias"]
+
+
 def gpt_forward(p, tok, heads):
     h = p["wte"][tok] + p["wpe"][: tok.shape[-1]]
-    for b in p["blocks"]:
-        a = layer_norm(h, b["ln1.weight"], b["ln1.bias"])
-        a = causal_attention(a @ b["qkv.weight"].T + b["qkv.bias"], heads)
-        h = h + a @ b["proj.weight"].T + b["proj.bias"]
-        a = layer_norm(h, b["ln2.weight"], b["ln2.bias"])
-        a = gelu(a @ b["fc1.weight"].T + b["fc1.bias"])
-        h = h + a @ b["fc2.weight"].T + b["fc2.bias"]
+    if isinstance(p["blocks"], dict):      # stacked along a leading axis: scan over layers
+        h, _ = jax.lax.scan(lambda h, b: (gpt_block(h, b, heads), None), h, p["blocks"])
+    else:
+        for b in p["blocks"]:
+            h = gpt_block(h, b, heads)
     h = layer_norm(h, p["ln_f"]["weight"], p["ln_f"]["bias"])
     return h @ p["wte"].T
 
 
-def build(c, sd, data) -> Runner:
+def build(c, sd, data, variant: str = "jax") -> Runner:
     x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
     opt = make_optimizer(c.opt)
 
@@ -61,6 +68,8 @@ def build(c, sd, data) -> Runner:
             params = {"wte": jnp.asarray(sd["wte.weight"]), "wpe": jnp.asarray(sd["wpe.weight"]),
                       "blocks": [_sub(sd, f"blocks.{i}.") for i in range(c.layers)],
                       "ln_f": _sub(sd, "ln_f.")}
+            if variant == "jax_scan":
+                params["blocks"] = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *params["blocks"])
             forward = lambda p, t: gpt_forward(p, t, c.heads)  # noqa: E731
 
         def train_step(params, opt_state, x, y):
