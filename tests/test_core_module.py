@@ -359,6 +359,8 @@ def test_to_int_dtype_typeerror_and_bfloat16_casts_floats_only():
     for (n, tb), (_, jb) in zip(tm.named_buffers(), jm.named_buffers()):
         assert (tb.dtype == torch.bfloat16) == (jb.dtype == jnp.bfloat16), n
     assert jm.seq[1].num_batches_tracked.dtype.kind == "i"
+    # a plain array attribute is not cast by .to() (torch leaves plain tensors alone too)
+    assert tm.blocks[0].plain.dtype == torch.float32 and jm.blocks[0].plain.dtype == jnp.float32
     for n, p in jm.named_parameters():
         assert p.dtype == jnp.bfloat16, n
     assert jm.head.weight is jm.emb.weight  # tie survives to()
@@ -533,3 +535,157 @@ def test_zero_grad_is_pure_and_delattr():
     assert jm4.frozen.grad is None
     del jm.blocks[0].plain
     assert "plain" not in vars(jm.blocks[0])
+
+
+def test_assign_wrong_kinds_to_registered_names():
+    tm, jm = pair()
+    # a tensor to a child-module name
+    with pytest.raises(TypeError, match=r"cannot assign 'torch\.FloatTensor' as child module 'lin'"):
+        tm.blocks[0].lin = torch.ones(2)
+    with pytest.raises(TypeError, match=r"cannot assign '.*' as child module 'lin' \(jparam\.nn\.Module or None expected\)"):
+        jm.blocks[0].lin = jnp.ones(2)
+    # a non-array to a buffer name
+    with pytest.raises(TypeError, match="cannot assign 'int' as buffer 'shift'"):
+        tm.blocks[0].shift = 3
+    with pytest.raises(TypeError, match="cannot assign 'int' as buffer 'shift'"):
+        jm.blocks[0].shift = 3
+    # a module to a parameter name (torch: TypeError too)
+    with pytest.raises(TypeError):
+        tm.blocks[0].gain = tnn.Linear(1, 1)
+    with pytest.raises(TypeError):
+        jm.blocks[0].gain = jnn.Linear(1, 1)
+    assert _names(jm.named_parameters()) == _names(tm.named_parameters())
+    # a Parameter replacing a submodule, and a module replacing a buffer: re-registered like torch
+    tm.blocks[0].lin = tnn.Parameter(torch.ones(2))
+    jm.blocks[0].lin = jnn.Parameter(jnp.ones(2))
+    tm.blocks[1].shift = tnn.Linear(1, 1)
+    jm.blocks[1].shift = jnn.Linear(1, 1)
+    assert _names(jm.named_parameters()) == _names(tm.named_parameters())
+    assert _names(jm.named_buffers()) == _names(tm.named_buffers())
+    assert _names(jm.named_modules()) == _names(tm.named_modules())
+    assert list(jm.state_dict()) == list(tm.state_dict())
+    # None to a module name keeps the slot (skipped everywhere)
+    tm.shared = None
+    jm.shared = None
+    assert _names(jm.named_modules()) == _names(tm.named_modules())
+    assert list(jm.state_dict()) == list(tm.state_dict())
+
+
+def test_delattr_parameter_buffer_module_like_torch():
+    tm, jm = pair()
+    for mod in (tm, jm):
+        del mod.z
+        del mod.blocks[0].shift
+        del mod.heads
+    assert _names(jm.named_parameters()) == _names(tm.named_parameters())
+    assert _names(jm.named_buffers()) == _names(tm.named_buffers())
+    assert _names(jm.named_modules()) == _names(tm.named_modules())
+    assert list(jm.state_dict()) == list(tm.state_dict())
+    with pytest.raises(AttributeError):
+        jm.z
+    # re-registering the name as a plain attribute is then allowed
+    jm.z = 3
+    assert jm.z == 3 and "z" not in jm.state_dict()
+
+
+def test_container_extras_like_torch():
+    ts = tnn.Sequential(tnn.Linear(1, 2), tnn.Linear(2, 3), tnn.Linear(3, 4))
+    js = jnn.Sequential(jnn.Linear(1, 2), jnn.Linear(2, 3), jnn.Linear(3, 4))
+    # slicing shares the module objects (torch)
+    assert js[1:][0] is js[1]
+    assert ts[1:][0] is ts[1]
+    assert repr(js + js[:1]) == repr(ts + ts[:1])
+    assert repr(js.pop(1)) == repr(ts.pop(1))
+    assert _view(js) == _view(ts)
+    tl = tnn.ModuleList([tnn.Linear(1, 1)])
+    jl = jnn.ModuleList([jnn.Linear(1, 1)])
+    tl += [tnn.Linear(2, 2)]
+    jl += [jnn.Linear(2, 2)]
+    assert _view(jl) == _view(tl)
+    assert repr(jl + jl) == repr(tl + tl)
+    assert [repr(m) for m in jl] == [repr(m) for m in tl]
+    # the forward of a Sequential matches torch
+    ts = tnn.Sequential(tnn.Linear(1, 2), tnn.Linear(2, 3), tnn.Linear(3, 4))
+    js = jnn.Sequential(jnn.Linear(1, 2), jnn.Linear(2, 3), jnn.Linear(3, 4))
+    with torch.no_grad():
+        for lin in ts:
+            lin.weight.normal_()
+    js.load_state_dict(ts.state_dict())
+    x = randn(3, 1, seed=9)
+    assert_close(js(jnp.asarray(x)), ts(torch.tensor(x)).detach())
+
+
+def test_forward_hooks_like_torch():
+    tm, jm = pair()
+    calls = {"torch": [], "jparam": []}
+
+    def pre(lib):
+        def hook(mod, args):
+            calls[lib].append(("pre", type(mod).__name__))
+            return (args[0] * 2,)
+        return hook
+
+    def post(lib):
+        def hook(mod, args, out):
+            calls[lib].append(("post", type(mod).__name__))
+            return out + 1
+        return hook
+
+    ht = [tm.seq[2].register_forward_pre_hook(pre("torch")), tm.seq[2].register_forward_hook(post("torch"))]
+    hj = [jm.seq[2].register_forward_pre_hook(pre("jparam")), jm.seq[2].register_forward_hook(post("jparam"))]
+    idx = rand_idx(13)
+    with torch.no_grad():
+        to = tm(torch.tensor(idx))
+    jo = jm(jnp.asarray(idx))
+    assert calls["jparam"] == calls["torch"] == [("pre", "Linear"), ("post", "Linear")]
+    for a, b in zip(jo, to):
+        assert_close(a, b)
+    # hooks survive jit (static) and can be removed
+    jo2 = jax.jit(lambda m, i: m(i))(jm, jnp.asarray(idx))
+    assert_close(jo2[0], to[0])
+    for h in ht + hj:
+        h.remove()
+    tm.train()
+    with torch.no_grad():
+        to3 = tm(torch.tensor(idx))
+    jo3 = jm(jnp.asarray(idx))
+    assert_close(jo3[0], to3[0])
+
+
+def test_setup_methods_on_a_model_returned_by_jit():
+    tm, jm = pair()
+    out = jax.jit(lambda m: m)(jm)
+    assert out.eval() is out
+    assert all(not m.training for m in out.modules())
+    assert jm.training  # the input is a different object
+    res = out.load_state_dict(tm.state_dict())
+    assert not res.missing_keys
+    out.requires_grad_(False)
+    assert not out.emb.weight.requires_grad and out.head.weight is out.emb.weight
+    out2 = jax.jit(lambda m: m)(jm)
+    out2.to(jnp.bfloat16)
+    assert out2.emb.weight.dtype == jnp.bfloat16 and out2.head.weight is out2.emb.weight
+    assert jm.emb.weight.dtype == jnp.float32
+    out3 = jax.jit(lambda m: m)(jm)
+    visited = []
+    out3.apply(lambda m: visited.append(type(m).__name__))
+    tv = []
+    tm.apply(lambda m: tv.append(type(m).__name__))
+    assert visited == tv
+    # attribute assignment on a jit output is reflected in the next flatten
+    out3.blocks[0].gain = jnn.Parameter(jnp.full((5,), 7.0))
+    again = jax.jit(lambda m: m)(out3)
+    assert float(again.blocks[0].gain.data[0]) == 7.0
+
+
+def test_deepcopy_keeps_ties_and_is_independent():
+    import copy
+
+    tm, jm = pair()
+    c = copy.deepcopy(jm)
+    assert c.head.weight is c.emb.weight and c.emb.weight is not jm.emb.weight
+    assert c.shared2 is c.shared
+    assert _names(c.named_parameters()) == _names(jm.named_parameters())
+    c.emb.weight.data = jnp.zeros_like(c.emb.weight.data)
+    assert float(jnp.abs(jm.emb.weight.data).sum()) > 0
+    assert jax.tree_util.tree_structure(c) == jax.tree_util.tree_structure(jm)
