@@ -223,7 +223,9 @@ def main(argv=None) -> dict:
     diff = max_logit_diff(torch_model, model, x_te[:64])
     print(f"loaded torch state_dict ({len(torch_model.state_dict())} keys); "
           f"eval logits max |torch - jparam| = {diff:.2e}")
-    model, step_diffs = compare_train_step(torch_model, model, x_tr[:64], y_tr[:64])
+    # (the same SGD settings as the training below, so train_step compiles once for both)
+    b = args.batch_size
+    model, step_diffs = compare_train_step(torch_model, model, x_tr[:b], y_tr[:b], lr=args.lr)
     print("after one SGD step in train mode, max |torch - jparam|: "
           + ", ".join(f"{k} {v:.2e}" for k, v in step_diffs.items()))
 
