@@ -85,3 +85,23 @@ def test_summary_with_arrays_and_without_inputs():
     s2 = summary(m)
     assert s2.rows[0].output_shape is None and s2.total_params == 3 * 4 + 4 + 4 * 2 + 2
     assert "--" in str(s2)
+
+
+def test_summary_of_converted_cnn_counts_like_torch():
+    from test_from_torch import _cnn
+
+    torch.manual_seed(0)
+    t = _cnn()
+    s = summary(jparam.from_torch(t), jax.ShapeDtypeStruct((2, 3, 16, 16), jnp.float32))
+    assert s.total_params == sum(p.numel() for p in t.parameters())
+    rows = {r.name: r for r in s.rows}
+    for name, m in t.named_modules():
+        assert rows[name].params == sum(p.numel() for p in m.parameters()), name
+    # output shapes equal torch's, layer by layer
+    shapes, x = {}, torch.randn(2, 3, 16, 16)
+    for name, m in t.named_children():
+        x = m(x)
+        shapes[name] = tuple(x.shape)
+    for name, shape in shapes.items():
+        assert rows[name].output_shape == shape, name
+    assert s.buffer_count == len(list(t.buffers()))
