@@ -101,7 +101,7 @@ def jax_run(tx, p, s, grads):
     def body(carry, g):
         p, s = carry
         u, s = tx.update(g, s, p)
-        p = p + u
+        p = (p + u).astype(p.dtype)  # as the Optimizer base and optax.apply_updates do
         return (p, s), p
     (p, s), ps = jax.jit(lambda p, s, gs: jax.lax.scan(body, (p, s), gs))(p, s, jnp.asarray(grads))
     return np.asarray(ps), p, s
@@ -248,6 +248,20 @@ def test_pytree_params():
     single_u, _ = tx.update(grads["w"], tx.init(params["w"]), params["w"])
     np.testing.assert_array_equal(np.asarray(u["w"]), np.asarray(single_u))
     assert float(s.step) == 1.0
+
+
+@pytest.mark.parametrize("name,kw", TRACED, ids=[_case_id(c) for c in TRACED])
+def test_bfloat16_params_keep_state_dtype(name, kw):
+    """float32 hyperparameters must not promote a bf16 parameter's state (the jit carry is stable)."""
+    p0, grads = data(5, steps=8)
+    p = jnp.asarray(p0, jnp.bfloat16)
+    tx = make_tx(name, kw)
+    s0 = tx.init(p)
+    ours, p_end, s_end = jax_run(tx, p, s0, jnp.asarray(grads, jnp.bfloat16))
+    same = jax.tree_util.tree_map(lambda a, b: a.dtype == b.dtype and a.shape == b.shape, s0, s_end)
+    assert all(jax.tree_util.tree_leaves(same)), name
+    ref, _, _ = jax_run(tx, jnp.asarray(p0), tx.init(jnp.asarray(p0)), grads)
+    assert p_end.dtype == jnp.bfloat16 and rel(np.asarray(ours, np.float32), ref) < 0.05
 
 
 if __name__ == "__main__":  # print the worst relative difference per optimizer

@@ -131,8 +131,10 @@ def _started(step: Any) -> bool:
     return float(np.asarray(step)) > 0
 
 
-def _neg(maximize: bool, g):
-    return _tmap(jnp.negative, g) if maximize else g
+def _keep(new_state: Any, old_state: Any) -> Any:
+    """``new_state`` with every array in the dtype it had in ``old_state`` (bf16 params keep
+    bf16 state although the float32 hyperparameters promote the arithmetic)."""
+    return _tmap(lambda n, o: n.astype(o.dtype), new_state, old_state)
 
 
 # ---------------------------------------------------------------------------- SGD
@@ -175,7 +177,7 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
             out = _tmap(lambda g, p: one(g, p, None), grads, params)
         u = _tmap(lambda o: o[0], out, is_leaf=lambda o: isinstance(o, tuple))
         b = _tmap(lambda o: o[1], out, is_leaf=lambda o: isinstance(o, tuple)) if has_momentum else None
-        return u, SGDState(b, jnp.ones((), bool))
+        return u, _keep(SGDState(b, jnp.ones((), bool)), state)
 
     def to_torch_state(state):
         if not has_momentum or not bool(np.asarray(state.started)):
@@ -272,7 +274,7 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
             out = _tmap(lambda g, p, m, v: one(g, p, m, v, None), grads, params, state.exp_avg,
                         state.exp_avg_sq)
         u, m, v, vmax = _unzip(out, 4)
-        return u, AdamState(t, m, v, vmax if amsgrad else None)
+        return u, _keep(AdamState(t, m, v, vmax if amsgrad else None), state)
 
     to_t, from_t = _moments_torch(("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), AdamState, init)
     return TorchTransform(init, update, to_t, from_t)
@@ -322,7 +324,7 @@ def adamax(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
             return (-clr) * (m / ui), m, ui
 
         u, m, ui = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_inf), 3)
-        return u, AdamaxState(t, m, ui)
+        return u, _keep(AdamaxState(t, m, ui), state)
 
     to_t, from_t = _moments_torch(("exp_avg", "exp_inf"), AdamaxState, init)
     return TorchTransform(init, update, to_t, from_t)
@@ -380,7 +382,7 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
             return p1 - p, m, v
 
         u, m, v = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_avg_sq), 3)
-        return u, NAdamState(t, mu_product, m, v)
+        return u, _keep(NAdamState(t, mu_product, m, v), state)
 
     def to_torch_state(state):
         if not _started(state.step):
@@ -453,7 +455,7 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
             return u, m, v
 
         u, m, v = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_avg_sq), 3)
-        return u, RAdamState(t, m, v)
+        return u, _keep(RAdamState(t, m, v), state)
 
     to_t, from_t = _moments_torch(("exp_avg", "exp_avg_sq"), RAdamState, init)
     return TorchTransform(init, update, to_t, from_t)

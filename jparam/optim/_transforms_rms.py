@@ -72,8 +72,8 @@ def rmsprop(lr: Any = 1e-2, alpha: Any = 0.99, eps: Any = 1e-8, weight_decay: An
         buf = state.momentum_buffer if has_momentum else none
         ga = state.grad_avg if centered else none
         u, sq, buf, ga = _unzip(_tmap(one, grads, params, state.square_avg, buf, ga), 4)
-        return u, RMSpropState(state.step + 1, sq, buf if has_momentum else None,
-                               ga if centered else None)
+        new = RMSpropState(state.step + 1, sq, buf if has_momentum else None, ga if centered else None)
+        return u, _t._keep(new, state)
 
     to_t, from_t = _t._moments_torch(("square_avg", "momentum_buffer", "grad_avg"), RMSpropState, init)
     return _t.TorchTransform(init, update, to_t, from_t)
@@ -115,7 +115,7 @@ def adagrad(lr: Any = 1e-2, lr_decay: Any = 0.0, weight_decay: Any = 0.0,
             return (-clr) * (g / std), s
 
         u, s = _unzip(_tmap(one, grads, params, state.sum), 2)
-        return u, AdagradState(t, s)
+        return u, _t._keep(AdagradState(t, s), state)
 
     def to_torch_state(state):
         return {"step": state.step, "sum": state.sum}
@@ -162,7 +162,7 @@ def adadelta(lr: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6, weight_decay: Any =
             return (-lr_) * delta, sq, acc
 
         u, sq, acc = _unzip(_tmap(one, grads, params, state.square_avg, state.acc_delta), 3)
-        return u, AdadeltaState(state.step + 1, sq, acc)
+        return u, _t._keep(AdadeltaState(state.step + 1, sq, acc), state)
 
     to_t, from_t = _t._moments_torch(("square_avg", "acc_delta"), AdadeltaState, init)
     return _t.TorchTransform(init, update, to_t, from_t)
