@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SHORT = {"jax": "pure JAX", "jparam": "jparam", "jparam_scan": "jparam scan",
+SHORT = {"jax": "pure JAX", "jax_scan": "pure JAX scan", "jparam": "jparam", "jparam_scan": "jparam scan",
          "equinox": "Equinox", "nnx": "NNX nnx.jit", "nnx_split": "NNX split/merge",
          "torch": "PyTorch eager"}
 

@@ -35,10 +35,12 @@ from benchmarks.frameworks import FRAMEWORKS, build  # noqa: E402
 
 DEFAULT_FRAMEWORKS = ["jax", "jparam", "equinox", "nnx", "nnx_split", "torch"]
 # (case, frameworks, depths) of the time-to-first-step curves.
+# (case, [(framework, depths)]) of the time-to-first-step curves. PyTorch eager has no compile.
 FIRST_STEP_CURVES = {
-    "mlp_deep": (["jax", "jparam", "equinox", "nnx", "nnx_split", "torch"], [2, 8, 32, 64]),
-    "gpt": (["jax", "jparam", "jparam_scan"], [2, 8, 24, 48]),
+    "mlp_deep": [(fw, [2, 8, 32, 64]) for fw in ("jax", "jparam", "equinox", "nnx", "nnx_split")],
+    "gpt": [("jax", [2, 4, 8]), ("jparam", [2, 4, 8]), ("jax_scan", [2, 8, 48]), ("jparam_scan", [2, 8, 48])],
 }
+SCAN_VARIANTS = {"jax_scan": "jax", "jparam_scan": "jparam"}   # GPT only
 
 
 def machine_info() -> dict:
@@ -142,9 +144,9 @@ def memory_analysis(runners, log) -> dict:
     return out
 
 
-def first_step_curve(case_name, frameworks, depths, repeats, log) -> dict:
+def first_step_curve(case_name, plan, repeats, log) -> dict:
     out = {}
-    for fw in frameworks:
+    for fw, depths in plan:
         res = {}
         for d in depths:
             vals = []
@@ -180,7 +182,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 15)
     round_s = args.round_s or (0.05 if args.quick else 0.1)
-    repeats = 1 if args.quick else 2
+    repeats = 1
 
     def log(msg):
         print(msg, flush=True)
@@ -197,27 +199,30 @@ def main(argv=None):
     for name in args.cases:
         c = cases_mod.case(name)
         log(f"[{name}] {c.title}")
-        fws = [f for f in args.frameworks if f != "jparam_scan" or c.kind == "gpt"]
-        if c.kind == "gpt" and "jparam" in fws and "jparam_scan" not in fws:
-            fws.insert(fws.index("jparam") + 1, "jparam_scan")
+        fws = [f for f in args.frameworks if f not in SCAN_VARIANTS or c.kind == "gpt"]
+        if c.kind == "gpt":
+            for scan, base in SCAN_VARIANTS.items():
+                if base in fws and scan not in fws:
+                    fws.insert(fws.index(base) + 1, scan)
         res = bench_case(c, fws, rounds, round_s, log)
         for fw, e in res["step"].items():
             log(f"  {fw:12s} {e['median_s'] * 1e3:9.3f} ms  x{e.get('ratio', float('nan')):6.2f}"
                 f"  (cpu x{e.get('cpu_ratio', float('nan')):6.2f})"
                 f"  loss parity {res['parity_rel'].get(fw, float('nan')):.1e}")
-        mem = {} if args.no_memory or (args.quick and c.kind == "gpt") else memory_analysis(res["runners"], log)
+        mem = {} if args.no_memory else memory_analysis(res["runners"], log)   # hits jit's cache
         results["cases"][name] = {"title": c.title, "config": cases_mod.describe(c),
                                   "step": res["step"], "losses": res["losses"],
                                   "parity_rel": res["parity_rel"], "errors": res["errors"],
                                   "memory": mem}
         del res
     if not args.no_first_step:
-        for name, (fws, depths) in FIRST_STEP_CURVES.items():
-            fws = [f for f in fws if f in args.frameworks or (f == "jparam_scan" and "jparam" in args.frameworks)]
-            if args.quick:
-                depths = depths[:1] + depths[-1:]
-            log(f"[first step] {name} depths {depths}")
-            results["first_step"][name] = first_step_curve(name, fws, depths, repeats, log)
+        for name, plan in FIRST_STEP_CURVES.items():
+            if name not in args.cases:
+                continue
+            plan = [(fw, ds[:1] + ds[-1:] if args.quick else ds) for fw, ds in plan
+                    if fw in args.frameworks or SCAN_VARIANTS.get(fw) in args.frameworks]
+            log(f"[first step] {name}: {plan}")
+            results["first_step"][name] = first_step_curve(name, plan, repeats, log)
     results["elapsed_s"] = time.time() - t_start
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
