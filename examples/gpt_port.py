@@ -115,6 +115,11 @@ class GPT(nn.Module):
 
 
 # ----------------------------------------------------------------------------- port + check
+@jax.jit
+def forward(model, idx):
+    return model(idx)
+
+
 def init_weights_(torch_model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """GPT-2's init on the torch model (weights ~ N(0, 0.02), as nanoGPT), then a little
     noise on every parameter torch sets to a constant (LayerNorm weight/bias, biases), so
@@ -145,7 +150,7 @@ def max_logit_diff(torch_model: TorchGPT, model: GPT, idx: np.ndarray) -> float:
     model.eval()
     with torch.no_grad():
         ref = torch_model(torch.from_numpy(np.asarray(idx, np.int64))).numpy()
-    out = np.asarray(model(jnp.asarray(idx)))
+    out = np.asarray(forward(model, jnp.asarray(idx, jnp.int32)))
     return float(np.max(np.abs(out - ref)))
 
 
@@ -188,15 +193,16 @@ def generate(model: GPT, vocab: _text.CharVocab, prompt: str, n: int, temperatur
     return vocab.decode(ids)
 
 
-def make_optimizer(model: GPT, lr: float, weight_decay: float = 0.1):
-    """torch's GPT recipe: decay matrices only. AdamW when jparam has it, else SGD momentum."""
+def param_groups(model, weight_decay: float = 0.1) -> list:
+    """torch's GPT recipe: weight decay on the matrices only (not on biases, norms or
+    embeddings). The same code builds the groups of the torch model and of the jparam one."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    if hasattr(optim, "AdamW"):
-        return optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
-    return optim.SGD(groups, lr=lr * 100, momentum=0.9)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: GPT, lr: float) -> optim.AdamW:
+    return optim.AdamW(param_groups(model), lr=lr, betas=(0.9, 0.99))
 
 
 def save_loss_curve(losses, path: str) -> None:
@@ -257,7 +263,8 @@ def main(argv=None) -> dict:
     # 3. train under jit
     model.train()
     opt = make_optimizer(model, args.lr)
-    print(f"optimizer: {type(opt).__name__}, {sum(p.size for p in model.parameters())} parameters")
+    print(f"AdamW over {sum(p.size for p in model.parameters())} parameters "
+          f"({len(list(model.parameters()))} tensors: the tied head is counted once)")
     stream = _text.batches(data, args.block_size, args.batch_size, seed=0)
     losses, t0 = [], time.perf_counter()
     every = max(1, args.steps // 10)
@@ -284,7 +291,7 @@ def main(argv=None) -> dict:
         jparam.save(model, args.save)                        # a standard safetensors file
         print(f"weights saved to {args.save} (torch: safetensors.torch.load_file + load_state_dict)")
     return {"losses": losses, "logit_diff": diff, "tied": tied, "sample": sample,
-            "model": model, "opt": opt, "vocab": vocab}
+            "model": model, "opt": opt, "vocab": vocab, "torch_model": torch_model}
 
 
 if __name__ == "__main__":
