@@ -129,7 +129,17 @@ def test_gpt_adamw_steps_match_torch_with_tied_weights_and_groups():
         topt.step()
         model, opt, loss = gpt.train_step(model, opt, jnp.asarray(x, jnp.int32), jnp.asarray(y, jnp.int32))
         np.testing.assert_allclose(float(loss), tloss.item(), rtol=1e-5)
-    _assert_state_dicts_close(model.state_dict(), tm.state_dict())
+    # The key part of in_proj_bias has a gradient that is zero in exact arithmetic (adding a
+    # constant to all of a query's scores leaves its softmax unchanged); Adam divides the
+    # rounding noise by its own RMS, so there both frameworks move by noise of size lr.
+    E = TINY["d_model"]
+    got, ref = dict(model.state_dict()), dict(tm.state_dict())
+    for b in range(TINY["n_layer"]):
+        k = f"blocks.{b}.attn.in_proj_bias"
+        assert float(tm.blocks[b].attn.in_proj_bias.grad[E:2 * E].abs().max()) < 1e-6
+        keep = np.r_[0:E, 2 * E:3 * E]
+        got[k], ref[k] = np.asarray(got[k])[keep], ref[k][keep]
+    _assert_state_dicts_close(got, ref)
     assert model.head.weight is model.tok_emb.weight
     st = opt.state_dict()["state"]
     assert len(st) == len(list(tm.parameters()))              # one AdamW state for the tied weight
