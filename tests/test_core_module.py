@@ -689,3 +689,32 @@ def test_deepcopy_keeps_ties_and_is_independent():
     c.emb.weight.data = jnp.zeros_like(c.emb.weight.data)
     assert float(jnp.abs(jm.emb.weight.data).sum()) > 0
     assert jax.tree_util.tree_structure(c) == jax.tree_util.tree_structure(jm)
+
+
+def test_dict_containers_from_containers_like_torch():
+    td = tnn.ModuleDict({"x": tnn.Linear(1, 1), "b": tnn.Linear(2, 2)})
+    jd = jnn.ModuleDict({"x": jnn.Linear(1, 1), "b": jnn.Linear(2, 2)})
+    td2, jd2 = tnn.ModuleDict(td), jnn.ModuleDict(jd)
+    assert list(jd2.keys()) == list(td2.keys()) == ["x", "b"]
+    assert jd2["x"] is jd["x"]
+    td2.update([("c", tnn.Linear(3, 3))])
+    jd2.update([("c", jnn.Linear(3, 3))])
+    td2.update(tnn.ModuleDict({"d": tnn.Linear(4, 4)}))
+    jd2.update(jnn.ModuleDict({"d": jnn.Linear(4, 4)}))
+    assert repr(jd2) == repr(td2)
+    tp = tnn.ParameterDict({"w": torch.ones(1)})
+    jp = jnn.ParameterDict({"w": jnp.ones(1)})
+    tp.update(tnn.ParameterDict({"b": torch.ones(2), "a": torch.ones(3)}))
+    jp.update(jnn.ParameterDict({"b": jnp.ones(2), "a": jnp.ones(3)}))
+    assert list(jp.keys()) == list(tp.keys())
+
+
+def test_batchnorm_single_value_per_channel_in_training_raises_like_torch():
+    for shape in ((1, 3), (1, 3, 1)):
+        with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+            tnn.BatchNorm1d(3)(torch.ones(shape))
+        with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+            jnn.BatchNorm1d(3)(jnp.ones(shape))
+    # fine in eval mode, and with more than one value per channel
+    assert jnn.BatchNorm1d(3).eval()(jnp.ones((1, 3))).shape == (1, 3)
+    assert jnn.BatchNorm1d(3)(jnp.ones((1, 3, 2))).shape == (1, 3, 2)
