@@ -203,7 +203,8 @@ class ModuleDict(Module):
         return [m for _, m in self._jp_own(("m",))]
 
     def update(self, modules: Union[Mapping[str, Module], Iterable]) -> None:
-        items = modules.items() if isinstance(modules, Mapping) else modules
+        """Add ``(key, module)`` entries from a mapping, a ModuleDict, or an iterable of pairs."""
+        items = modules.items() if isinstance(modules, (Mapping, ModuleDict)) else modules
         for k, m in items:
             self[k] = m
 
