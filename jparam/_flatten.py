@@ -21,6 +21,7 @@ built on first attribute access.  See ``docs/design.md``.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import jax
@@ -171,11 +172,16 @@ def _is_array_tree(v) -> bool:
     return bool(leaves) and all(isinstance(x, _ARRAY_TYPES) for x in leaves)
 
 
-def flatten_module(root) -> tuple:
-    """``(leaves, aux)`` of a module tree; O(1) for a module fresh out of ``unflatten``."""
+def flatten_module(root, collect: list = None) -> tuple:
+    """``(leaves, aux)`` of a module tree; O(1) for a module fresh out of ``unflatten``.
+
+    ``collect``: a list that receives the unique Parameter objects in leaf order (forces a walk).
+    """
     lazy = root.__dict__.get("_jp_lazy")
     if lazy is not None:
-        return lazy[1], lazy[0]
+        if collect is None:
+            return lazy[1], lazy[0]
+        materialize(root)
     mod_index: dict = {}
     mspecs: list = []
     param_index: dict = {}
@@ -195,6 +201,8 @@ def flatten_module(root) -> tuple:
             tokens.append(p._jp_id)
             if g is not None:
                 grads.append(g)
+            if collect is not None:
+                collect.append(p)
         return j
 
     def visit(m):
@@ -278,13 +286,22 @@ def materialize(root) -> None:
     for m, (_, entries) in zip(mods, bp.mods):
         md = m.__dict__
         reg = {}
+        me = weakref.ref(m)
         for e in entries:
             k, name = e[0], e[1]
             if k == "p":
-                md[name] = None if e[2] is None else params[e[2]]
+                if e[2] is None:
+                    md[name] = None
+                else:
+                    md[name] = p = params[e[2]]
+                    p._jp_owner = me
                 reg[name] = "p"
             elif k == "m":
-                md[name] = None if e[2] is None else mods[e[2]]
+                if e[2] is None:
+                    md[name] = None
+                else:
+                    md[name] = c = mods[e[2]]
+                    c.__dict__["_jp_parent"] = me
                 reg[name] = "m"
             elif k == "b":
                 md[name] = None if e[2] is None else leaves[base + e[2]]

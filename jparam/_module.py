@@ -8,6 +8,7 @@ Setup-time methods (``train``, ``eval``, ``requires_grad_``, ``load_state_dict``
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict, namedtuple
 from typing import Any, Callable, Iterator, Mapping, Optional, Tuple
 
@@ -137,6 +138,7 @@ class Module:
             self._jp_unregister(name)
             reg[name] = "m"
             d[name] = value
+            value.__dict__["_jp_parent"] = weakref.ref(self)
         elif kind == "m":
             if value is not None:
                 raise TypeError(f"cannot assign '{_typename(value)}' as child module '{name}' "
@@ -190,6 +192,8 @@ class Module:
                             "(jparam.nn.Parameter or None required)")
         if d.get("_jp_outer") and param is not None:
             check_no_leak(param, f"parameter '{name}'")
+        if param is not None:
+            param._jp_owner = weakref.ref(self)
         if reg.get(name) == "p":
             d[name] = param
             return
@@ -242,6 +246,8 @@ class Module:
             self._jp_unregister(name)
         reg[name] = "m"
         d[name] = module
+        if module is not None:
+            module.__dict__["_jp_parent"] = weakref.ref(self)
 
     register_module = add_module
 
@@ -641,10 +647,19 @@ class Module:
         for k, v in d.items():
             if k == "_jp_outer":
                 nd[k] = trace_state_clean()
+            elif k == "_jp_parent":
+                continue  # set when the copy is registered somewhere
             elif isinstance(v, (jax.Array, np.ndarray)):
                 nd[k] = v  # immutable (jax) / treated as immutable
             else:
                 nd[k] = copy.deepcopy(v, memo)
+        me = weakref.ref(new)
+        for name, kind in nd.get("_jp_reg", {}).items():
+            v = nd.get(name)
+            if v is not None and kind == "p":
+                v._jp_owner = me
+            elif v is not None and kind == "m":
+                v.__dict__["_jp_parent"] = me
         return new
 
     def __dir__(self):

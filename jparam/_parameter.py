@@ -45,7 +45,9 @@ class Parameter:
         (Array(12., dtype=float32), (2, 3), True)
     """
 
-    __slots__ = ("_data", "_grad", "requires_grad", "_jp_id", "_jp_outer", "__weakref__")
+    # _jp_owner: weakref to the module that registered it last (lets an optimizer find the
+    # model its parameters live in, see optim/optimizer.py)
+    __slots__ = ("_data", "_grad", "requires_grad", "_jp_id", "_jp_outer", "_jp_owner", "__weakref__")
     __array_priority__ = 200
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
@@ -62,11 +64,13 @@ class Parameter:
         self.requires_grad = requires_grad
         self._jp_id = next(_ids)
         self._jp_outer = trace_state_clean()
+        self._jp_owner = None
 
     @classmethod
     def _make(cls, data, grad, requires_grad, token, outer):
         p = object.__new__(cls)
         p._data, p._grad, p.requires_grad, p._jp_id, p._jp_outer = data, grad, requires_grad, token, outer
+        p._jp_owner = None
         return p
 
     # -- the wrapped array ------------------------------------------------------------

@@ -72,6 +72,43 @@ def _to_python(v: Any) -> Any:
     return v
 
 
+def _root_of(p: Parameter):
+    """The top module reached from a parameter's owner through parent pointers (or None)."""
+    ref = p._jp_owner
+    m = ref() if ref is not None else None
+    seen = set()
+    while m is not None and id(m) not in seen:
+        seen.add(id(m))
+        pr = m.__dict__.get("_jp_parent")
+        parent = pr() if pr is not None else None
+        if parent is None:
+            return m
+        m = parent
+    return m
+
+
+def _bind(params: list):
+    """``(positions, root)`` of ``params`` in their model's leaf order, or ``(None, None)``.
+
+    Positions are where the parameters sit in the flattened model (deterministic for a given
+    architecture), so they survive ``jax.jit`` rebuilding objects, cache hits with another
+    model of the same architecture, and a fresh model + optimizer reuses a compiled step.
+    """
+    roots = {}
+    for p in params:
+        r = _root_of(p)
+        if r is None:
+            return None, None
+        roots[id(r)] = r
+    for r in roots.values():
+        objs: list = []
+        fl.flatten_module(r, collect=objs)
+        where = {id(o): i for i, o in enumerate(objs)}
+        if all(id(p) in where for p in params):
+            return [where[id(p)] for p in params], r
+    return None, None
+
+
 class _Control:
     """Shared by every incarnation of one optimizer: which one is the newest outside jit."""
 
@@ -101,18 +138,35 @@ class ParamGroup(dict):
             owner._flat = None
 
 
-class _OptAux:
-    __slots__ = ("cls", "treedef", "static", "control")
+_static_table: dict = {}
 
-    def __init__(self, cls, treedef, static, control):
-        self.cls, self.treedef, self.static, self.control = cls, treedef, static, control
+
+def _intern_static(static: tuple) -> tuple:
+    found = _static_table.get(static)
+    if found is not None:
+        return found
+    if len(_static_table) > 10000:
+        _static_table.clear()
+    _static_table[static] = static
+    return static
+
+
+class _OptAux:
+    """Pytree aux of an optimizer. ``static`` (interned) is compared; ``tokens`` and
+    ``control`` ride along uncompared."""
+
+    __slots__ = ("cls", "static", "tokens", "control", "_hash")
+
+    def __init__(self, cls, static, tokens, control):
+        self.cls, self.static, self.tokens, self.control = cls, _intern_static(static), tokens, control
+        self._hash = hash((cls, self.static))
 
     def __hash__(self) -> int:
-        return hash((self.cls, self.treedef, self.static))
+        return self._hash
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, _OptAux) and self.cls is other.cls and self.treedef == other.treedef
-                and self.static == other.static)
+        return (isinstance(other, _OptAux) and self.cls is other.cls
+                and (self.static is other.static or self.static == other.static))
 
 
 class Optimizer:
@@ -140,6 +194,9 @@ class Optimizer:
         self._groups: List[ParamGroup] = []
         self._states: List[list] = []
         self._structs: List[tuple] = []
+        self._tokens: List[list] = []
+        self._sigs: List[tuple] = []
+        self._positional = False
         self._flat = None
         self._aux = None
         self._state_leaves = None
@@ -218,10 +275,25 @@ class Optimizer:
             if default is required and k not in group:
                 raise ValueError(f"parameter group didn't specify a value of required optimization parameter {k}")
             group.setdefault(k, default)
-        existing = {t for g in self._groups for t in g["params"]}
+        existing = {t for ts in self._tokens for t in ts}
         tokens = [p._jp_id for p in uniq]
         if existing.intersection(tokens):
             raise ValueError("some parameters appear in more than one parameter group")
+        positions, root = _bind(uniq)
+        prev = self.__dict__.get("_root_ref")
+        prev_root = prev() if prev is not None else None
+        if positions is None or (self._groups and self._positional and prev_root is not None
+                                 and root is not prev_root):
+            if self._positional and self._groups:  # switch every group to identity tokens
+                for pg, ts in zip(self._groups, self._tokens):
+                    dict.__setitem__(pg, "params", list(ts))
+            self._positional = False
+        elif not self._groups:
+            self._positional = True
+        if self._positional and positions is not None:
+            self._root_ref = weakref.ref(root)
+        self._tokens.append(tokens)
+        self._sigs.append(tuple((tuple(p.shape), str(p.dtype)) for p in uniq))
         pg = ParamGroup()
         pg._owner, pg._numeric = None, ()
         numeric = []
@@ -230,7 +302,7 @@ class Optimizer:
                 continue
             if k not in self._static_keys and k not in _ALWAYS_STATIC and _is_numeric(v):
                 numeric.append(k)
-        dict.__setitem__(pg, "params", tokens)
+        dict.__setitem__(pg, "params", list(positions) if self._positional else tokens)
         for k, v in group.items():
             if k != "params":
                 dict.__setitem__(pg, k, _as_hp(v) if k in numeric else v)
@@ -248,7 +320,8 @@ class Optimizer:
 
     @property
     def param_groups(self) -> List[ParamGroup]:
-        """torch's param groups; ``params`` holds parameter identity tokens (ints)."""
+        """torch's param groups; ``params`` holds each parameter's position in the model's
+        leaf order (or an identity token when the parameters belong to no module)."""
         live = self._live()
         live._build_groups()
         return live._groups
@@ -359,8 +432,9 @@ class Optimizer:
         if cached is not None:
             state_leaves = cached
         self._state_leaves = state_leaves
-        static = (tuple(gstatic), tuple(self._structs), _freeze(self.defaults), self._tx, tuple(layouts))
-        self._aux = _OptAux(type(self), None, static, self._control)
+        static = (tuple(gstatic), tuple(self._structs), _freeze(self.defaults), self._tx, tuple(layouts),
+                  self._positional, tuple(self._sigs))
+        self._aux = _OptAux(type(self), static, tuple(tuple(t) for t in self._tokens), self._control)
         self._flat = hp_vecs + list(state_leaves)
         return self._flat, self._aux
 
@@ -371,6 +445,8 @@ class Optimizer:
         d["_flat"], d["_aux"], d["_groups"], d["_states"] = leaves, aux, None, None
         d["_state_leaves"] = None
         d["_structs"] = list(aux.static[1])
+        d["_positional"], d["_sigs"] = aux.static[5], list(aux.static[6])
+        d["_tokens"] = [list(t) for t in aux.tokens]
         d["defaults"] = dict(aux.static[2])
         d["_tx"] = aux.static[3]
         d["_control"] = aux.control
@@ -388,6 +464,7 @@ class Optimizer:
         new = object.__new__(type(self))
         d = new.__dict__
         d["_tx"], d["defaults"], d["_structs"] = self._tx, self.defaults, list(self._structs)
+        d["_positional"], d["_sigs"], d["_tokens"] = self._positional, list(self._sigs), list(self._tokens)
         d["_control"], d["_flat"], d["_aux"] = self._control, None, None
         d["_outer"] = outer = trace_state_clean()
         groups = []
@@ -421,13 +498,17 @@ class Optimizer:
         bp, tokens = aux.bp, aux.tokens
         pdata, grads, others = fl.split_leaves(bp, leaves)
         per = fl.grads_by_param(bp, grads)
-        where = {t: i for i, t in enumerate(tokens)}
+        if self._positional:
+            self._check_positions(bp, pdata)
+            where = None
+        else:
+            where = {t: i for i, t in enumerate(tokens)}
         states = [list(s) for s in self._states]
         found = 0
         for g, pg in enumerate(self._groups):
             tx = None
-            for j, tok in enumerate(pg["params"]):
-                i = where.get(tok)
+            for j, ref in enumerate(pg["params"] if self._positional else self._tokens[g]):
+                i = ref if where is None else where.get(ref)
                 if i is None:
                     continue
                 found += 1
@@ -444,6 +525,20 @@ class Optimizer:
                              "build the optimizer from this model's parameters (model.parameters())")
         return fl.assemble(bp, tokens, pdata, per, others), self._replace(states)
 
+    def _check_positions(self, bp, pdata) -> None:
+        names = None
+        for g, pg in enumerate(self._groups):
+            for i, (shape, dtype) in zip(pg["params"], self._sigs[g]):
+                ok = i < len(pdata) and tuple(pdata[i].shape) == shape and str(pdata[i].dtype) == dtype
+                if not ok:
+                    names = names or bp.leaf_names()
+                    got = (f"'{names[i]}' with shape {tuple(pdata[i].shape)} and dtype {pdata[i].dtype}"
+                           if i < len(pdata) else f"only {len(pdata)} parameters")
+                    raise ValueError(
+                        f"opt.step(model): this optimizer was built for a model whose parameter #{i} has "
+                        f"shape {shape} and dtype {dtype}, but the model passed has {got}. Pass the same "
+                        "model the optimizer was built from (model.parameters()), not a wrapper or a part of it.")
+
     def zero_grad(self, model: Module, set_to_none: bool = True) -> Module:
         """The model with the grads of this optimizer's parameters cleared (pure)."""
         self._build_groups()
@@ -451,9 +546,13 @@ class Optimizer:
         bp = aux.bp
         pdata, grads, others = fl.split_leaves(bp, leaves)
         per = fl.grads_by_param(bp, grads)
-        mine = {t for pg in self._groups for t in pg["params"]}
-        for i, t in enumerate(aux.tokens):
-            if t in mine and per[i] is not None:
+        if self._positional:
+            mine = {i for pg in self._groups for i in pg["params"]}
+        else:
+            toks = {t for ts in self._tokens for t in ts}
+            mine = {i for i, t in enumerate(aux.tokens) if t in toks}
+        for i in mine:
+            if i < len(per) and per[i] is not None:
                 per[i] = None if set_to_none else jnp.zeros_like(per[i])
         return fl.assemble(bp, aux.tokens, pdata, per, others)
 
