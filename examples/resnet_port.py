@@ -178,6 +178,7 @@ def compare_train_step(torch_model: TorchResNet, model: ResNet, x: np.ndarray, y
     model, opt, loss = train_step(model, opt, jnp.asarray(x), jnp.asarray(y))
 
     ref, got = torch_model.state_dict(), model.state_dict()
+
     def diff(keys):
         return max(float(np.max(np.abs(np.asarray(got[k], np.float64) - ref[k].double().numpy())))
                    for k in keys)
