@@ -277,3 +277,24 @@ def test_transformer_dropout_under_jit_compiles_once():
     l2, m2 = step(m1.zero_grad(), x)
     assert float(l1) != float(l2)          # fresh dropout masks each step, no extra argument
     assert len(traces) == 1
+
+
+def test_masks_as_traced_jit_arguments():
+    """Masks passed into a jitted step are traced arrays: no concrete-value inspection."""
+    torch.manual_seed(0)
+    tm = randomize(torch.nn.TransformerEncoder(
+        torch.nn.TransformerEncoderLayer(E, H, FF, dropout=0.0, batch_first=True), 2,
+        enable_nested_tensor=False))
+    jm = jnn.TransformerEncoder(jnn.TransformerEncoderLayer(E, H, FF, dropout=0.0, batch_first=True), 2)
+    jm.load_state_dict(tm.state_dict())
+    rng = np.random.default_rng(9)
+    x = randn(rng, 2, 5, E)
+    kpm = rng.random((2, 5)) > 0.6
+    kpm[:, 0] = False
+    mask = np.triu(np.full((5, 5), -np.inf, np.float32), 1)
+    f = jax.jit(lambda m, x, mask, kpm: jparam.call(m, x, mask=mask, src_key_padding_mask=kpm,
+                                                    is_causal=True)[0])
+    out = f(jm, jnp.asarray(x), jnp.asarray(mask), jnp.asarray(kpm))
+    ref = tm(torch.tensor(x), mask=torch.tensor(mask), src_key_padding_mask=torch.tensor(kpm),
+             is_causal=True)
+    np.testing.assert_allclose(np.asarray(out), ref.detach().numpy(), rtol=1e-4, atol=1e-5)
