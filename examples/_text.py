@@ -14,7 +14,7 @@ import io
 
 import numpy as np
 
-STDLIB_MODULES = ("this", "textwrap", "bisect", "heapq", "colorsys")
+STDLIB_MODULES = ("textwrap", "bisect", "heapq", "colorsys", "fnmatch")
 
 
 def zen() -> str:
