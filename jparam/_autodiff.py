@@ -77,7 +77,8 @@ def backward(fn: Callable[..., Any], model: Module, *args: Any, has_aux: bool = 
         _check_scalar(loss, "jparam.backward")
         return loss, (extra, m)
 
-    (loss, (extra, after)), gs = jax.value_and_grad(inner, has_aux=True)([leaves[i] for i in train])
+    tvals = [leaves[i] for i in train]
+    (loss, (extra, after)), gs, used = _grads_with_mask(inner, tvals)
     leaves2, aux2 = fl.flatten_module(after)
     bp2 = aux2.bp
     pdata, grads, others = fl.split_leaves(bp2, leaves2)
@@ -87,14 +88,47 @@ def backward(fn: Callable[..., Any], model: Module, *args: Any, has_aux: bool = 
     else:  # forward changed the set of parameters: match by identity token
         where = {t: j for j, t in enumerate(aux2.tokens)}
         index = {i: where[aux.tokens[i]] for i in train if aux.tokens[i] in where}
-    for i, g in zip(train, gs):
+    for i, g, u in zip(train, gs, used):
         j = index.get(i)
-        if j is None:
+        if j is None or not u:  # a parameter the loss does not use gets no grad (torch: None)
             continue
         g = g.astype(pdata[j].dtype) if g.dtype != pdata[j].dtype else g
         per[j] = g if per[j] is None else per[j] + g
     new_model = fl.assemble(bp2, aux2.tokens, pdata, per, others)
     return ((loss, extra) if has_aux else loss), new_model
+
+
+try:  # which inputs reach an output: JAX's dead-code elimination (private, so guarded)
+    from jax._src.core import jaxpr_as_fun as _jaxpr_as_fun
+    from jax._src.interpreters.partial_eval import dce_jaxpr as _dce_jaxpr
+except Exception:  # pragma: no cover
+    _dce_jaxpr = None
+
+
+def _grads_with_mask(inner: Callable, tvals: list):
+    """``(value, grads, used)`` of ``inner(tvals) -> (loss, aux)``.
+
+    ``jax.grad`` returns dense zeros for inputs the loss never touches, where torch leaves
+    ``.grad`` as ``None`` (so its optimizers skip them: no weight decay, no momentum). The
+    forward is traced once to a jaxpr; dead-code elimination tells which inputs reach the
+    loss; the gradient is then taken through the jaxpr itself (no second Python trace).
+    """
+    if _dce_jaxpr is None or not tvals:
+        value, gs = jax.value_and_grad(inner, has_aux=True)(tvals)
+        return value, gs, [True] * len(tvals)
+    closed, shape = jax.make_jaxpr(inner, return_shape=True)(tvals)
+    out_tree = jax.tree_util.tree_structure(shape)
+    n_out = len(closed.jaxpr.outvars)
+    _, used = _dce_jaxpr(closed.jaxpr, [True] + [False] * (n_out - 1))
+    run = _jaxpr_as_fun(closed)
+
+    def flat(tv):
+        outs = run(*tv)
+        return outs[0], outs[1:]
+
+    (loss, rest), gs = jax.value_and_grad(flat, has_aux=True)(list(tvals))
+    value = jax.tree_util.tree_unflatten(out_tree, [loss, *rest])
+    return value, gs, list(used)
 
 
 def value_and_grad(fn: Callable[..., Any], has_aux: bool = False) -> Callable[..., Any]:

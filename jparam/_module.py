@@ -649,8 +649,6 @@ class Module:
                 nd[k] = trace_state_clean()
             elif k == "_jp_parent":
                 continue  # set when the copy is registered somewhere
-            elif isinstance(v, (jax.Array, np.ndarray)):
-                nd[k] = v  # immutable (jax) / treated as immutable
             else:
                 nd[k] = copy.deepcopy(v, memo)
         me = weakref.ref(new)

@@ -145,7 +145,12 @@ class Parameter:
         return getattr(self._data, name)
 
     def __deepcopy__(self, memo):
-        p = Parameter._make(self._data, self._grad, self.requires_grad, next(_ids), trace_state_clean())
+        import copy
+
+        # copy the arrays too (as jax.Array's deepcopy does): a donating train step must not
+        # delete a snapshot's buffers
+        p = Parameter._make(copy.deepcopy(self._data, memo), copy.deepcopy(self._grad, memo),
+                            self.requires_grad, next(_ids), trace_state_clean())
         memo[id(self)] = p
         return p
 

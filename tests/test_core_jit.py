@@ -520,11 +520,6 @@ def test_donated_contract_loop_matches_undonated():
         np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data), err_msg=n)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Module.__deepcopy__ and Parameter.__deepcopy__ keep the SAME jax arrays ('immutable'), "
-    "unlike jax.Array's own deepcopy; a donating train step (the documented way to update in "
-    "place) then deletes the arrays of a `best = copy.deepcopy(model)` snapshot: "
-    "'RuntimeError: Array has been deleted'."))
 def test_deepcopy_snapshot_survives_donated_steps():
     import copy
 

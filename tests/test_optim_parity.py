@@ -258,10 +258,6 @@ def test_schedulers_drive_a_jparam_optimizer():
     assert len(traces) == 1 and float(jopt.param_groups[0]["lr"]) == np.float32(tsch.get_last_lr()[0])
 
 
-@pytest.mark.xfail(strict=True, reason="core (optim/optimizer.py): on a jit cache miss jax's "
-                   "reflatten_outputs_for_dispatch unflattens the outputs twice; _Control.latest then "
-                   "points at the dead temporary, so param_groups edits after the first compiled step "
-                   "go to the stale optimizer")
 def test_scheduler_first_step_after_compile():
     _, jm = pair(5)
     jopt = optim.SGD(jm.parameters(), lr=0.1)
@@ -269,7 +265,7 @@ def test_scheduler_first_step_after_compile():
     x, y = batch(0)
     jm, jopt = make_step()(jm, jopt, x[None], y[None])[:2]
     sched.step()
-    assert float(jopt.param_groups[0]["lr"]) == 0.05
+    assert float(jopt.param_groups[0]["lr"]) == np.float32(0.05)
 
 
 def test_bad_hyperparameters_raise_like_torch():

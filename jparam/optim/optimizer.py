@@ -110,12 +110,27 @@ def _bind(params: list):
 
 
 class _Control:
-    """Shared by every incarnation of one optimizer: which one is the newest outside jit."""
+    """Shared by every incarnation of one optimizer: the newest ones outside jit (weakly).
 
-    __slots__ = ("latest", "__weakref__")
+    A list, newest last, because jax may build a temporary output object on a cache miss
+    that dies at once; the newest incarnation still alive is the live one."""
+
+    __slots__ = ("_refs", "__weakref__")
 
     def __init__(self) -> None:
-        self.latest = None
+        self._refs: list = []
+
+    def push(self, obj) -> None:
+        refs = [r for r in self._refs[-7:] if r() is not None]
+        refs.append(weakref.ref(obj))
+        self._refs = refs
+
+    def newest(self):
+        for r in reversed(self._refs):
+            o = r()
+            if o is not None:
+                return o
+        return None
 
 
 class ParamGroup(dict):
@@ -136,6 +151,8 @@ class ParamGroup(dict):
         owner = getattr(self, "_owner", None)
         if owner is not None:
             owner._flat = None
+            if not isinstance(value, jax.core.Tracer) and owner.__dict__.get("_outer", True):
+                owner._restructure(self)
 
 
 _static_table: dict = {}
@@ -201,7 +218,7 @@ class Optimizer:
         self._aux = None
         self._state_leaves = None
         self._control = _Control()
-        self._control.latest = weakref.ref(self)
+        self._control.push(self)
         self._outer = trace_state_clean()
         if isinstance(params, (Parameter, jax.Array, np.ndarray)) or hasattr(params, "shape"):
             raise TypeError("params argument given to the optimizer should be an iterable of "
@@ -220,6 +237,28 @@ class Optimizer:
         if self._tx is None:
             raise NotImplementedError(f"{type(self).__name__} must implement _transform")
         return self._tx
+
+    def _convert_state(self, group: Dict[str, Any], old: tuple, new: tuple, state: Any, like: Any) -> Any:
+        """A parameter's state when the group's structure changes from ``old`` to ``new``
+        (e.g. momentum switched on): by default a fresh ``init``."""
+        return self._transform(group, new).init(like)
+
+    def _restructure(self, pg: "ParamGroup") -> None:
+        """Re-derive a group's static structure after a host-side hyperparameter edit."""
+        g = next((i for i, q in enumerate(self._groups or []) if q is pg), None)
+        if g is None:
+            return
+        new = self._group_struct({k: _to_python(v) for k, v in pg.items()})
+        old = self._structs[g]
+        if new == old:
+            return
+        self._build_states()
+        likes = [jnp.zeros(shape, dtype) for shape, dtype in self._sigs[g]]
+        self._states[g] = [self._convert_state(pg, old, new, st, like)
+                           for st, like in zip(self._states[g], likes)]
+        self._structs[g] = new
+        self._state_leaves = None
+        self._flat = None
 
     def _group_struct(self, group: Dict[str, Any]) -> tuple:
         """Static structure decided once from a new group's Python values (e.g. momentum != 0)."""
@@ -335,8 +374,7 @@ class Optimizer:
         """The newest incarnation of this optimizer outside jit (torch's 'one mutable object')."""
         if not self.__dict__.get("_outer", True):
             return self
-        ref = self._control.latest
-        other = ref() if ref is not None else None
+        other = self._control.newest()
         return other if other is not None else self
 
     # ------------------------------------------------------------------ pytree
@@ -452,7 +490,7 @@ class Optimizer:
         d["_control"] = aux.control
         d["_outer"] = outer = trace_state_clean()
         if outer:
-            aux.control.latest = weakref.ref(obj)
+            aux.control.push(obj)
         return obj
 
     def __init_subclass__(cls, **kwargs):
@@ -478,7 +516,7 @@ class Optimizer:
         d["_groups"], d["_states"] = groups, states
         d["_state_leaves"] = None
         if outer:
-            self._control.latest = weakref.ref(new)
+            self._control.push(new)
         return new
 
     # ------------------------------------------------------------------ the step

@@ -41,14 +41,18 @@ def sgd_transform(lr, momentum, dampening, weight_decay, *, has_momentum: bool, 
         if maximize:
             g = -g
         g = g + weight_decay * p
-        if has_momentum and not has_dampening:
-            buf = momentum * state.momentum_buffer + g
-            g = g + momentum * buf if nesterov else buf
-            state = SGDBuffer(buf.astype(state.momentum_buffer.dtype))
-        elif has_momentum:
-            buf = jnp.where(state.started, momentum * state.momentum_buffer + (1 - dampening) * g, g)
-            g = g + momentum * buf if nesterov else buf
-            state = SGDState(buf.astype(state.momentum_buffer.dtype), jnp.ones((), bool))
+        if has_momentum:
+            # momentum is data: at momentum == 0 torch ignores (but keeps) the buffer
+            on = momentum != 0
+            old = state.momentum_buffer
+            if has_dampening:
+                buf = jnp.where(state.started, momentum * old + (1 - dampening) * g, g)
+            else:
+                buf = momentum * old + g  # b_1 = g, as torch's first-step clone
+            buf = jnp.where(on, buf, old).astype(old.dtype)
+            d = g + momentum * buf if nesterov else buf
+            g = jnp.where(on, d, g)
+            state = (SGDState(buf, state.started | on) if has_dampening else SGDBuffer(buf))
         return -lr * g, state
 
     return optax.GradientTransformation(init, update)
@@ -80,8 +84,29 @@ class SGD(Optimizer):
                                       foreach=foreach, differentiable=differentiable, fused=fused))
 
     def _group_struct(self, group: Dict[str, Any]) -> tuple:
-        # static: the state's structure depends on these (decided from the initial values)
-        return (group["momentum"] != 0, group["dampening"] != 0)
+        # static: the state's structure depends on these. Decided from the initial values and
+        # widened (never narrowed, torch keeps its buffers) when a host-side edit turns one on.
+        old = getattr(self, "_jp_struct_hint", (False, False))
+        return (group["momentum"] != 0 or old[0], group["dampening"] != 0 or old[1])
+
+    def _restructure(self, pg) -> None:
+        g = next((i for i, q in enumerate(self._groups or []) if q is pg), None)
+        if g is None:
+            return
+        self._jp_struct_hint = self._structs[g]
+        try:
+            super()._restructure(pg)
+        finally:
+            del self._jp_struct_hint
+
+    def _convert_state(self, group, old, new, state, like):
+        fresh = self._transform(group, new).init(like)
+        if not old[0]:
+            return fresh  # momentum switched on: a new buffer (torch's first step clones g)
+        buf = state.momentum_buffer
+        if new[1] and not old[1]:  # dampening switched on: keep the buffer, mark it started
+            return SGDState(buf, jnp.any(buf != 0))
+        return state
 
     def _transform(self, group, struct) -> optax.GradientTransformation:
         return sgd_transform(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
