@@ -70,7 +70,7 @@ def _crop(y, n, outs):
 def _max_pool(n, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, fname):
     k, s, p, d = _prep(n, input, kernel_size, stride, padding, dilation, fname)
     outs, pads, dims, strides, dil = _window(n, input, k, s, p, d, ceil_mode, fname)
-    neg = jnp.array(-jnp.inf if jnp.issubdtype(input.dtype, jnp.floating)
+    neg = np.array(-np.inf if jnp.issubdtype(input.dtype, jnp.floating)
                     else jnp.iinfo(input.dtype).min, input.dtype)
     if any(di != 1 for di in d):
         # JAX has no VJP for dilated max windows: take the max over the k strided views.
@@ -99,7 +99,7 @@ def _max_pool(n, input, kernel_size, stride, padding, dilation, ceil_mode, retur
         take_a = (va > vb) | ((va == vb) & (ia < ib)) | jnp.isnan(va)
         return jnp.where(take_a, va, vb), jnp.where(take_a, ia, ib)
 
-    _, ind = jax.lax.reduce_window((x, idx), (neg, jnp.array(-1, jnp.int32)), pick, dims, strides,
+    _, ind = jax.lax.reduce_window((x, idx), (neg, np.array(-1, np.int32)), pick, dims, strides,
                                    pads, window_dilation=dil)
     return y, _crop(ind, n, outs)
 
@@ -155,7 +155,7 @@ def _avg_pool(n, input, kernel_size, stride, padding, ceil_mode, count_include_p
               divisor_override, fname):
     k, s, p, d = _prep(n, input, kernel_size, stride, padding, 1, fname)
     outs, pads, dims, strides, dil = _window(n, input, k, s, p, d, ceil_mode, fname)
-    zero = jnp.array(0, input.dtype)
+    zero = np.array(0, input.dtype)
     y = _crop(jax.lax.reduce_window(input, zero, jax.lax.add, dims, strides, pads), n, outs)
     if divisor_override is not None:
         if divisor_override == 0:
