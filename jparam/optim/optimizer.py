@@ -172,10 +172,11 @@ class _OptAux:
     """Pytree aux of an optimizer. ``static`` (interned) is compared; ``tokens`` and
     ``control`` ride along uncompared."""
 
-    __slots__ = ("cls", "static", "tokens", "control", "_hash")
+    __slots__ = ("cls", "static", "tokens", "control", "defaults", "_hash")
 
-    def __init__(self, cls, static, tokens, control):
+    def __init__(self, cls, static, tokens, control, defaults):
         self.cls, self.static, self.tokens, self.control = cls, _intern_static(static), tokens, control
+        self.defaults = defaults  # numeric defaults only seed new groups: not part of the structure
         self._hash = hash((cls, self.static))
 
     def __hash__(self) -> int:
@@ -470,9 +471,11 @@ class Optimizer:
         if cached is not None:
             state_leaves = cached
         self._state_leaves = state_leaves
-        static = (tuple(gstatic), tuple(self._structs), _freeze(self.defaults), self._tx, tuple(layouts),
+        static_defaults = tuple((k, _freeze(v)) for k, v in self.defaults.items() if not _is_numeric(v))
+        static = (tuple(gstatic), tuple(self._structs), static_defaults, self._tx, tuple(layouts),
                   self._positional, tuple(self._sigs))
-        self._aux = _OptAux(type(self), static, tuple(tuple(t) for t in self._tokens), self._control)
+        self._aux = _OptAux(type(self), static, tuple(tuple(t) for t in self._tokens), self._control,
+                            dict(self.defaults))
         self._flat = hp_vecs + list(state_leaves)
         return self._flat, self._aux
 
@@ -485,7 +488,7 @@ class Optimizer:
         d["_structs"] = list(aux.static[1])
         d["_positional"], d["_sigs"] = aux.static[5], list(aux.static[6])
         d["_tokens"] = [list(t) for t in aux.tokens]
-        d["defaults"] = dict(aux.static[2])
+        d["defaults"] = dict(aux.defaults)
         d["_tx"] = aux.static[3]
         d["_control"] = aux.control
         d["_outer"] = outer = trace_state_clean()
