@@ -331,3 +331,59 @@ def test_gradients_of_plain_array_and_buffers_are_stopped():
     # differentiating through a closure over x works and x is not a parameter
     g = jax.grad(lambda x: jparam.backward(lambda m, x: m(x), J(), x)[0])(jnp.asarray(x))
     assert_close(g, to_np(t.w * t.b * t.a))
+
+
+def test_has_aux_accepts_non_array_aux_like_jax_grad():
+    """jax.grad(has_aux=True) passes any aux through unchanged; so does jparam.backward."""
+    jm = pair()[1]
+    idx = jnp.asarray(rand_idx())
+    ref = jax.grad(lambda x: (x ** 2, {"n": 3, "s": "x"}), has_aux=True)(1.0)[1]
+
+    def f(m, i):
+        logits, _ = m(i)
+        return jnp.sum(logits * R1), {"n": 3, "s": "x", "none": None, "logits": logits}
+
+    (loss, extra), jm2 = jparam.backward(f, jm, idx, has_aux=True)
+    assert extra["n"] == ref["n"] == 3 and type(extra["n"]) is int
+    assert extra["s"] == "x" and extra["none"] is None
+    assert_close(extra["logits"], jm(idx)[0])
+    assert jm2.emb.weight.grad is not None
+    # and under jit (static aux values cannot leave jit, so return only arrays from it)
+    out = jax.jit(lambda m, i: jparam.backward(f, m, i, has_aux=True)[0][1]["logits"])(jm, idx)
+    assert_close(out, extra["logits"])
+
+
+def test_unused_parameter_gets_no_grad_like_torch():
+    class T(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = tnn.Parameter(torch.tensor(randn(3, seed=1)))
+            self.b = tnn.Parameter(torch.tensor(randn(3, seed=2)))
+
+        def forward(self, x):
+            return (self.a * x).sum()
+
+    class J(jnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = jnn.Parameter(jnp.asarray(randn(3, seed=1)))
+            self.b = jnn.Parameter(jnp.asarray(randn(3, seed=2)))
+
+        def forward(self, x):
+            return jnp.sum(self.a * x)
+
+    x = randn(3, seed=3)
+    t = T()
+    t(torch.tensor(x)).backward()
+    _, j = jparam.backward(lambda m, x: m(x), J(), jnp.asarray(x))
+    assert t.b.grad is None and j.b.grad is None
+    assert_close(j.a.grad, t.a.grad)
+    # multiplied by zero is still "used": a zero grad, not None (torch)
+    t2 = T()
+    (t2.a * torch.tensor(x)).sum().add((t2.b * 0).sum()).backward()
+    _, j2 = jparam.backward(lambda m, x: jnp.sum(m.a * x) + jnp.sum(m.b * 0), J(), jnp.asarray(x))
+    assert t2.b.grad is not None and j2.b.grad is not None
+    assert_close(j2.b.grad, t2.b.grad)
+    # under jit as well
+    _, j3 = jax.jit(lambda m, x: jparam.backward(lambda m, x: m(x), m, x))(J(), jnp.asarray(x))
+    assert j3.b.grad is None and j3.a.grad is not None
