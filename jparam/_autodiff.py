@@ -116,8 +116,19 @@ def _grads_with_mask(inner: Callable, tvals: list):
     if _dce_jaxpr is None or not tvals:
         value, gs = jax.value_and_grad(inner, has_aux=True)(tvals)
         return value, gs, [True] * len(tvals)
-    closed, shape = jax.make_jaxpr(inner, return_shape=True)(tvals)
-    out_tree = jax.tree_util.tree_structure(shape)
+    box: dict = {}
+
+    def arrays_only(tv):
+        # non-array aux values (str, int, None, ...) stay Python objects, as with jax.grad's
+        # has_aux; only arrays become outputs of the jaxpr
+        loss, aux = inner(tv)
+        leaves, tree = jax.tree_util.tree_flatten(aux)
+        keep = [isinstance(v, jax.Array) for v in leaves]
+        box["tree"], box["keep"] = tree, keep
+        box["static"] = [None if k else v for v, k in zip(leaves, keep)]
+        return loss, [v for v, k in zip(leaves, keep) if k]
+
+    closed = jax.make_jaxpr(arrays_only)(tvals)
     n_out = len(closed.jaxpr.outvars)
     _, used = _dce_jaxpr(closed.jaxpr, [True] + [False] * (n_out - 1))
     run = _jaxpr_as_fun(closed)
@@ -127,8 +138,10 @@ def _grads_with_mask(inner: Callable, tvals: list):
         return outs[0], outs[1:]
 
     (loss, rest), gs = jax.value_and_grad(flat, has_aux=True)(list(tvals))
-    value = jax.tree_util.tree_unflatten(out_tree, [loss, *rest])
-    return value, gs, list(used)
+    it = iter(rest)
+    aux = jax.tree_util.tree_unflatten(
+        box["tree"], [next(it) if k else v for k, v in zip(box["keep"], box["static"])])
+    return (loss, aux), gs, list(used)
 
 
 def value_and_grad(fn: Callable[..., Any], has_aux: bool = False) -> Callable[..., Any]:
