@@ -718,3 +718,23 @@ def test_batchnorm_single_value_per_channel_in_training_raises_like_torch():
     # fine in eval mode, and with more than one value per channel
     assert jnn.BatchNorm1d(3).eval()(jnp.ones((1, 3))).shape == (1, 3)
     assert jnn.BatchNorm1d(3)(jnp.ones((1, 3, 2))).shape == (1, 3, 2)
+
+
+def test_set_submodule_like_torch():
+    tm, jm = pair()
+    tm.set_submodule("blocks.0.lin", tnn.Linear(5, 5, bias=False))
+    jm.set_submodule("blocks.0.lin", jnn.Linear(5, 5, bias=False))
+    tm.set_submodule("blocks.1.extra", tnn.Linear(5, 2))  # strict=False (default) adds it
+    jm.set_submodule("blocks.1.extra", jnn.Linear(5, 2))
+    assert _names(jm.named_modules()) == _names(tm.named_modules())
+    assert list(jm.state_dict()) == list(tm.state_dict())
+    assert repr(jm.blocks) == repr(tm.blocks)
+    for fn, exc in ((lambda m, nn: m.set_submodule("", nn.Linear(1, 1)), ValueError),
+                    (lambda m, nn: m.set_submodule("blocks.0.lin", 3), ValueError),
+                    (lambda m, nn: m.set_submodule("blocks.0.gain", nn.Linear(1, 1)), AttributeError),
+                    (lambda m, nn: m.set_submodule("nope.lin", nn.Linear(1, 1)), AttributeError),
+                    (lambda m, nn: m.set_submodule("blocks.0.other", nn.Linear(1, 1), strict=True),
+                     AttributeError)):
+        et, ej = _both_raise(lambda: fn(tm, tnn), lambda: fn(jm, jnn), exc,
+                             normalize=lambda s: re.sub(r"<class '[^']*'>", "<class>", s))
+    assert _names(jm.named_modules()) == _names(tm.named_modules())
