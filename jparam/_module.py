@@ -349,15 +349,25 @@ class Module:
                 raise AttributeError("`" + item + "` is not an nn.Module")
         return mod
 
-    def set_submodule(self, target: str, module: "Module") -> None:
+    def set_submodule(self, target: str, module: "Module", strict: bool = False) -> None:
+        """Set the submodule at dotted path ``target`` (torch's semantics and errors).
+
+        ``strict=False`` replaces an existing submodule or adds a new one to an existing
+        parent; ``strict=True`` only replaces.
+
+        Example:
+            >>> net.set_submodule("blocks.0.fc", nn.Linear(4, 4))
+        """
         if target == "":
             raise ValueError("Cannot set the submodule without a target name!")
         *path, last = target.split(".")
-        parent = self.get_submodule(".".join(path))
         if not isinstance(module, Module):
             raise ValueError("`" + "module" + f"` is not an nn.Module, found {type(module)}")
-        if not hasattr(parent, last):
-            raise AttributeError(type(parent).__name__ + " has no attribute `" + last + "`")
+        parent = self.get_submodule(".".join(path))
+        if strict and not hasattr(parent, last):
+            raise AttributeError(parent._get_name() + " has no attribute `" + last + "`")
+        if hasattr(parent, last) and not isinstance(getattr(parent, last), Module):
+            raise AttributeError("`" + last + "` is not an nn.Module")
         setattr(parent, last, module)
 
     def get_parameter(self, target: str) -> Parameter:
