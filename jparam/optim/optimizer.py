@@ -140,15 +140,20 @@ class ParamGroup(dict):
     data to a jitted step (no recompile when they change).
     """
 
-    __slots__ = ("_owner", "_numeric")
+    __slots__ = ("_owner", "_numeric", "_meta")
 
     def __setitem__(self, key: str, value: Any) -> None:
+        owner = getattr(self, "_owner", None)
+        if (key not in self and owner is not None and key not in owner.defaults
+                and not isinstance(value, jax.core.Tracer)):
+            # a key the optimizer does not use (a scheduler's initial_lr, max_lr, ...): host-side
+            # metadata, kept exactly, carried through jit but not part of the tree structure
+            self._meta = tuple(getattr(self, "_meta", ())) + (key,)
         if key in getattr(self, "_numeric", ()):
             if not _is_numeric(value) and not isinstance(value, jax.core.Tracer):
                 raise TypeError(f"param_groups[...]['{key}'] must be a number, got {type(value).__name__}")
             value = _as_hp(value)
         super().__setitem__(key, value)
-        owner = getattr(self, "_owner", None)
         if owner is not None:
             owner._flat = None
             if not isinstance(value, jax.core.Tracer) and owner.__dict__.get("_outer", True):
@@ -156,6 +161,13 @@ class ParamGroup(dict):
 
 
 _static_table: dict = {}
+
+# structure -> (control, defaults) of the optimizer last flattened OUTSIDE any trace, i.e.
+# the one going into a jitted call. jit rebuilds outputs from the aux cached at trace time,
+# which holds the control block of the optimizer that was traced; the output of a later call
+# (a cache hit by another optimizer of the same structure) must belong to the optimizer
+# that went in, so that its scheduler and param_groups edits reach it.
+_entering: dict = {}
 
 
 def _intern_static(static: tuple) -> tuple:
@@ -176,7 +188,9 @@ class _OptAux:
 
     def __init__(self, cls, static, tokens, control, defaults):
         self.cls, self.static, self.tokens, self.control = cls, _intern_static(static), tokens, control
-        self.defaults = defaults  # numeric defaults only seed new groups: not part of the structure
+        # (defaults, per-group metadata): numeric defaults only seed new groups and metadata keys
+        # (initial_lr, ...) are never used by the update, so neither is part of the structure
+        self.defaults = defaults
         self._hash = hash((cls, self.static))
 
     def __hash__(self) -> int:
@@ -406,6 +420,10 @@ class Optimizer:
                 flat_hp = [np.float32(x) for x in np.asarray(vec)]
             for k, v in zip(numeric, jax.tree_util.tree_unflatten(hp_tree, flat_hp)):
                 dict.__setitem__(pg, k, v)
+            metas = aux.defaults[1][g] if g < len(aux.defaults[1]) else ()
+            for k, v in metas:
+                dict.__setitem__(pg, k, v)
+            pg._meta = tuple(k for k, _ in metas)
             pg._owner = self
             groups.append(pg)
         self._groups = groups
@@ -432,12 +450,18 @@ class Optimizer:
         self._states = states
 
     def _flatten(self):
+        flat, aux = self._flatten_impl()
+        if trace_state_clean():
+            _entering[aux.static] = (self._control, aux.defaults)
+        return flat, aux
+
+    def _flatten_impl(self):
         if self._flat is not None:
             return self._flat, self._aux
         self._build_groups()
         if self._state_leaves is None or self._aux is None:
             self._build_states()
-        hp_vecs, gstatic = [], []
+        hp_vecs, gstatic, metas = [], [], []
         for pg in self._groups:
             numeric = pg._numeric
             hp_flat, hp_tree = jax.tree_util.tree_flatten(tuple(pg[k] for k in numeric))
@@ -445,8 +469,11 @@ class Optimizer:
                 hp_vecs.append(jnp.stack([jnp.asarray(v, jnp.float32) for v in hp_flat]))
             else:
                 hp_vecs.append(jnp.asarray(np.asarray(hp_flat, np.float32).reshape(-1)))
-            statics = tuple((k, _freeze(v)) for k, v in pg.items() if k != "params" and k not in numeric)
+            meta = getattr(pg, "_meta", ())
+            statics = tuple((k, _freeze(v)) for k, v in pg.items()
+                            if k != "params" and k not in numeric and k not in meta)
             gstatic.append((tuple(pg["params"]), numeric, hp_tree, statics))
+            metas.append(tuple((k, pg[k]) for k in meta))
         cached = self._state_leaves
         if cached is not None and self._aux is not None:
             layouts = list(self._aux.static[4])
@@ -475,7 +502,7 @@ class Optimizer:
         static = (tuple(gstatic), tuple(self._structs), static_defaults, self._tx, tuple(layouts),
                   self._positional, tuple(self._sigs))
         self._aux = _OptAux(type(self), static, tuple(tuple(t) for t in self._tokens), self._control,
-                            dict(self.defaults))
+                            (dict(self.defaults), tuple(metas)))
         self._flat = hp_vecs + list(state_leaves)
         return self._flat, self._aux
 
@@ -488,12 +515,18 @@ class Optimizer:
         d["_structs"] = list(aux.static[1])
         d["_positional"], d["_sigs"] = aux.static[5], list(aux.static[6])
         d["_tokens"] = [list(t) for t in aux.tokens]
-        d["defaults"] = dict(aux.defaults)
+        d["defaults"] = dict(aux.defaults[0])
+        control = aux.control
         d["_tx"] = aux.static[3]
-        d["_control"] = aux.control
         d["_outer"] = outer = trace_state_clean()
         if outer:
-            aux.control.push(obj)
+            entered = _entering.get(aux.static)
+            if entered is not None and (entered[0] is not aux.control or entered[1] is not aux.defaults):
+                control, extra = entered
+                d["defaults"] = dict(extra[0])
+                d["_aux"] = aux = _OptAux(aux.cls, aux.static, aux.tokens, control, extra)
+            control.push(obj)
+        d["_control"] = control
         return obj
 
     def __init_subclass__(cls, **kwargs):
@@ -512,6 +545,7 @@ class Optimizer:
         for pg in self._groups:
             ng = ParamGroup()
             ng._owner, ng._numeric = None, pg._numeric
+            ng._meta = getattr(pg, "_meta", ())
             for k, v in pg.items():
                 dict.__setitem__(ng, k, list(v) if k == "params" else v)
             ng._owner = new
