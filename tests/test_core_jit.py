@@ -533,3 +533,49 @@ def test_deepcopy_snapshot_survives_donated_steps():
     for p, b in zip(snapshot.parameters(), before):
         np.testing.assert_array_equal(np.asarray(p.data), b)
     snapshot(x)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm_stats_through_jitted_contract_loop_match_torch(momentum):
+    class T(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = tnn.Linear(4, 6)
+            self.bn = tnn.BatchNorm1d(6, momentum=momentum)
+            self.out = tnn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.bn(self.fc(x))))
+
+    class J(jnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = jnn.Linear(4, 6)
+            self.bn = jnn.BatchNorm1d(6, momentum=momentum)
+            self.out = jnn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.out(jnp.tanh(self.bn(self.fc(x))))
+
+    tm, jm = T(), J()
+    jm.load_state_dict(tm.state_dict())
+    topt = torch.optim.SGD(tm.parameters(), lr=0.1)
+    jopt = optim.SGD(jm.parameters(), lr=0.1)
+    traces = []
+    step = make_train_step(traces)
+    for s in range(4):
+        x, y = _data(80 + s)
+        topt.zero_grad()
+        ((tm(torch.tensor(np.asarray(x))) - torch.tensor(np.asarray(y))) ** 2).mean().backward()
+        topt.step()
+        jm, jopt, _ = step(jm, jopt, x, y)
+    assert len(traces) == 1
+    for (n, a), (_, b) in zip(jm.named_buffers(), tm.named_buffers()):
+        assert_close(a, b, what=n)
+    for (n, a), (_, b) in zip(jm.named_parameters(), tm.named_parameters()):
+        assert_close(a, b, what=n)
+    tm.eval()
+    jm.eval()
+    x, _ = _data(90)
+    with torch.no_grad():
+        assert_close(jax.jit(lambda m, x: m(x))(jm, x), tm(torch.tensor(np.asarray(x))))
