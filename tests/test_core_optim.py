@@ -537,3 +537,43 @@ def test_layer_inserted_after_optimizer_creation_is_not_updated():
     _, js = jparam.backward(lambda m: jnp.mean((m(jnp.asarray(x)) - y) ** 2), js)
     js, jopt = jopt.step(js)
     _assert_params_close(js, ts)
+
+
+def test_clip_on_full_model_with_ties_and_frozen_matches_torch():
+    tm, jm = pair(seed=26)
+    idx = rand_idx(27)
+    r = randn(B, V, seed=28)
+    ((tm(torch.tensor(idx))[0] * torch.tensor(r)).sum()).backward()
+    tn = torch.nn.utils.clip_grad_norm_(tm.parameters(), 0.3)
+    _, jm = jparam.backward(lambda m, i: jnp.sum(m(i)[0] * r), jm, jnp.asarray(idx))
+    jn = jax.jit(lambda m: (m, clip_grad_norm_(m.parameters(), 0.3)))(jm)
+    assert_close(jn[1], tn, rtol=1e-5)
+    for (n, tp), (_, jp) in zip(tm.named_parameters(), jn[0].named_parameters()):
+        if tp.grad is None:
+            assert jp.grad is None, n
+        else:
+            assert_close(jp.grad, tp.grad, rtol=1e-5, atol=1e-7, what=n)
+
+
+def test_clip_grad_value_and_nonfinite_like_torch():
+    class J(jnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = jnn.Parameter(jnp.zeros(4))
+
+    g = np.array([3.0, -0.2, 0.05, -7.0], np.float32)
+    tp = tnn.Parameter(torch.zeros(4))
+    tp.grad = torch.tensor(g)
+    torch.nn.utils.clip_grad_value_([tp], 0.1)
+    _, m = jparam.backward(lambda m: jnp.dot(m.a, jnp.asarray(g)), J())
+    from jparam.nn.utils import clip_grad_value_
+    clip_grad_value_(m.parameters(), 0.1)
+    assert_close(m.a.grad, tp.grad)
+    tq = tnn.Parameter(torch.zeros(2))
+    tq.grad = torch.tensor([float("inf"), 1.0])
+    with pytest.raises(RuntimeError, match="non-finite") as et:
+        torch.nn.utils.clip_grad_norm_([tq], 1.0, error_if_nonfinite=True)
+    _, mq = jparam.backward(lambda m: jnp.dot(m.a, jnp.array([jnp.inf, 1.0, 0.0, 0.0])), J())
+    with pytest.raises(RuntimeError, match="non-finite") as ej:
+        clip_grad_norm_(mq.parameters(), 1.0, error_if_nonfinite=True)
+    assert str(ej.value) == str(et.value)
