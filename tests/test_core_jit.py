@@ -579,3 +579,31 @@ def test_batchnorm_stats_through_jitted_contract_loop_match_torch(momentum):
     x, _ = _data(90)
     with torch.no_grad():
         assert_close(jax.jit(lambda m, x: m(x))(jm, x), tm(torch.tensor(np.asarray(x))))
+
+
+def test_lr_edit_through_the_original_optimizer_handle_reaches_the_live_one():
+    """A scheduler holds the optimizer object it was given; after jitted steps returned new
+    optimizers, editing lr through that original handle must affect the next step (torch has
+    one mutable object)."""
+    traces = []
+    train_step = make_train_step(traces)
+    tm, model = pair("MLP", seed=31)
+    opt0 = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(tm.parameters(), lr=0.1, momentum=0.9)
+    opt = opt0
+    for s in range(5):
+        if s == 2:
+            opt0.param_groups[0]["lr"] = 0.02
+            topt.param_groups[0]["lr"] = 0.02
+        x, y = _data(100 + s)
+        topt.zero_grad()
+        ((tm(torch.tensor(np.asarray(x))) - torch.tensor(np.asarray(y))) ** 2).mean().backward()
+        topt.step()
+        model, opt, _ = train_step(model, opt, x, y)
+    assert len(traces) == 1
+    assert float(opt.param_groups[0]["lr"]) == pytest.approx(0.02)
+    for (n, a), (_, b) in zip(model.named_parameters(), tm.named_parameters()):
+        assert_close(a, b, what=n)
+    # and the state_dict read through the original handle is the live one (torch's state)
+    for i, st in topt.state_dict()["state"].items():
+        assert_close(opt0.state_dict()["state"][i]["momentum_buffer"], st["momentum_buffer"])
