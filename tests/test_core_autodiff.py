@@ -387,3 +387,27 @@ def test_unused_parameter_gets_no_grad_like_torch():
     # under jit as well
     _, j3 = jax.jit(lambda m, x: jparam.backward(lambda m, x: m(x), m, x))(J(), jnp.asarray(x))
     assert j3.b.grad is None and j3.a.grad is not None
+
+
+def test_same_layer_twice_in_sequential_like_torch():
+    tl = tnn.Linear(3, 3)
+    ts = tnn.Sequential(tl, tnn.Tanh(), tl)
+    jl = jnn.Linear(3, 3)
+    jl.load_state_dict(tl.state_dict())
+
+    class JTanh(jnn.Module):
+        def forward(self, x):
+            return jnp.tanh(x)
+
+    js = jnn.Sequential(jl, JTanh(), jl)
+    assert [n for n, _ in js.named_parameters()] == [n for n, _ in ts.named_parameters()] == \
+        ["0.weight", "0.bias"]
+    assert list(js.state_dict()) == list(ts.state_dict())
+    assert [n for n, _ in js.named_children()] == [n for n, _ in ts.named_children()]
+    assert len(js) == len(ts) == 3
+    x = randn(4, 3, seed=5)
+    ts(torch.tensor(x)).pow(2).sum().backward()
+    _, js2 = jparam.backward(lambda m, x: jnp.sum(m(x) ** 2), js, jnp.asarray(x))
+    assert js2[0] is js2[2]
+    assert_close(js2[0].weight.grad, tl.weight.grad, atol=1e-6)
+    assert_close(js2[2].bias.grad, tl.bias.grad, atol=1e-6)
