@@ -13,6 +13,7 @@ import jparam
 from jparam import nn as jnn
 from jparam import optim
 from _core_models import B, V, assert_close, classes, pair, rand_idx, randn, to_np
+from jparam.nn.utils import clip_grad_norm_
 
 tnn = torch.nn
 
@@ -607,3 +608,37 @@ def test_lr_edit_through_the_original_optimizer_handle_reaches_the_live_one():
     # and the state_dict read through the original handle is the live one (torch's state)
     for i, st in topt.state_dict()["state"].items():
         assert_close(opt0.state_dict()["state"][i]["momentum_buffer"], st["momentum_buffer"])
+
+
+def test_more_tracer_leaks_are_caught():
+    drop = jnn.Dropout(0.5)
+    key0 = np.asarray(drop._rng).copy()
+    with pytest.raises(jparam.TracerLeakError):
+        jax.jit(lambda x: drop(x))(jnp.ones(4))
+    np.testing.assert_array_equal(np.asarray(drop._rng), key0)
+    # jparam.call on the closed-over model is the supported way: no leak, model unchanged
+    y, d2 = jax.jit(lambda x: jparam.call(drop, x))(jnp.ones(4))
+    np.testing.assert_array_equal(np.asarray(drop._rng), key0)
+    assert not np.array_equal(np.asarray(d2._rng), key0)
+    # clipping the grads of a closed-over model inside jit would store tracers in p.grad
+    _, m = jparam.backward(lambda m, x: jnp.sum(m(x) ** 2), jnn.Linear(3, 2), jnp.ones((2, 3)))
+    g0 = np.asarray(m.weight.grad).copy()
+    with pytest.raises(jparam.TracerLeakError):
+        jax.jit(lambda c: clip_grad_norm_(m.parameters(), c))(0.1)
+    np.testing.assert_array_equal(np.asarray(m.weight.grad), g0)
+    # load_state_dict with traced values into a closed-over model
+    lin = jnn.Linear(3, 2)
+    with pytest.raises(jparam.TracerLeakError):
+        jax.jit(lambda w: lin.load_state_dict({"weight": w, "bias": jnp.zeros(2)}))(jnp.ones((2, 3)))
+    assert not isinstance(lin.weight.data, jax.core.Tracer)
+
+
+def test_load_state_dict_leak_inside_jit_changes_nothing():
+    lin = jnn.Linear(3, 2)
+    w0, b0 = np.asarray(lin.weight.data).copy(), np.asarray(lin.bias.data).copy()
+    concrete_w = jnp.ones((2, 3))  # concrete, made outside the trace
+    with pytest.raises(jparam.TracerLeakError):
+        jax.jit(lambda b: lin.load_state_dict({"weight": concrete_w, "bias": b}))(jnp.zeros(2))
+    # "a failed load changes nothing": the concrete weight must not have been written either
+    np.testing.assert_array_equal(np.asarray(lin.weight.data), w0)
+    np.testing.assert_array_equal(np.asarray(lin.bias.data), b0)
