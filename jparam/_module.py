@@ -469,12 +469,14 @@ class Module:
         if errors:
             raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
                 type(self).__name__, "\n\t".join(errors)))
+        for mod, name, kind, val in writes:  # leak checks first: a failed load changes nothing
+            outer = mod.__dict__[name]._jp_outer if kind == "p" else mod.__dict__.get("_jp_outer")
+            if outer:
+                check_no_leak(val, f"{'parameter' if kind == 'p' else 'buffer'} '{name}'")
         for mod, name, kind, val in writes:
             if kind == "p":
                 mod.__dict__[name].data = val
             else:
-                if mod.__dict__.get("_jp_outer"):
-                    check_no_leak(val, f"buffer '{name}'")
                 mod.__dict__[name] = val
         return _IncompatibleKeys(missing, unexpected)
 
