@@ -87,26 +87,38 @@ def _root_of(p: Parameter):
     return m
 
 
+def _layout(objs: list) -> tuple:
+    return tuple((tuple(o.shape), str(o.dtype)) for o in objs)
+
+
 def _bind(params: list):
-    """``(positions, root)`` of ``params`` in their model's leaf order, or ``(None, None)``.
+    """``(positions, root, layout)`` of ``params`` in their model's leaf order.
 
     Positions are where the parameters sit in the flattened model (deterministic for a given
-    architecture), so they survive ``jax.jit`` rebuilding objects, cache hits with another
+    architecture), so they survive ``jax.jit`` rebuilding objects and cache hits with another
     model of the same architecture, and a fresh model + optimizer reuses a compiled step.
+    ``layout`` (every parameter's shape and dtype) lets ``step`` reject a model whose
+    parameters changed since. Returns ``(None, None, None)`` for parameters outside any module.
+    Raises if they live in several separate models.
     """
     roots = {}
     for p in params:
         r = _root_of(p)
         if r is None:
-            return None, None
+            return None, None, None
         roots[id(r)] = r
+    names = []
     for r in roots.values():
         objs: list = []
         fl.flatten_module(r, collect=objs)
         where = {id(o): i for i, o in enumerate(objs)}
         if all(id(p) in where for p in params):
-            return [where[id(p)] for p in params], r
-    return None, None
+            return [where[id(p)] for p in params], r, _layout(objs)
+        names.append(type(r).__name__)
+    raise ValueError(
+        "an optimizer's parameters must belong to one model, but these belong to "
+        f"{len(roots)} separate ones ({', '.join(names)}); opt.step(model) updates one model: "
+        "put them in one nn.Module (e.g. nn.ModuleDict({'g': g, 'd': d})) or use one optimizer per model")
 
 
 class _Control:
@@ -229,6 +241,7 @@ class Optimizer:
         self._tokens: List[list] = []
         self._sigs: List[tuple] = []
         self._positional = False
+        self._layout = None
         self._flat = None
         self._aux = None
         self._state_leaves = None
@@ -333,19 +346,32 @@ class Optimizer:
         tokens = [p._jp_id for p in uniq]
         if existing.intersection(tokens):
             raise ValueError("some parameters appear in more than one parameter group")
-        positions, root = _bind(uniq)
+        positions, root, layout = _bind(uniq)
         prev = self.__dict__.get("_root_ref")
         prev_root = prev() if prev is not None else None
-        if positions is None or (self._groups and self._positional and prev_root is not None
-                                 and root is not prev_root):
+        if positions is not None and self._groups and self._positional:
+            if prev_root is not None and root is not prev_root:
+                raise ValueError("add_param_group: these parameters belong to a different model than "
+                                 "the optimizer's other parameters; opt.step(model) updates one model")
+            # re-derive every group's positions from live objects (the model may have grown)
+            objs: list = []
+            fl.flatten_module(root, collect=objs)
+            where = {o._jp_id: i for i, o in enumerate(objs)}
+            for pg, ts in zip(self._groups, self._tokens):
+                if not all(t in where for t in ts):
+                    raise ValueError("add_param_group: the optimizer's earlier parameters are no longer in "
+                                     f"the model {type(root).__name__}")
+                dict.__setitem__(pg, "params", [where[t] for t in ts])
+        if positions is None:
             if self._positional and self._groups:  # switch every group to identity tokens
                 for pg, ts in zip(self._groups, self._tokens):
                     dict.__setitem__(pg, "params", list(ts))
             self._positional = False
         elif not self._groups:
             self._positional = True
-        if self._positional and positions is not None:
+        if self._positional:
             self._root_ref = weakref.ref(root)
+            self._layout = layout
         self._tokens.append(tokens)
         self._sigs.append(tuple((tuple(p.shape), str(p.dtype)) for p in uniq))
         pg = ParamGroup()
@@ -500,7 +526,7 @@ class Optimizer:
         self._state_leaves = state_leaves
         static_defaults = tuple((k, _freeze(v)) for k, v in self.defaults.items() if not _is_numeric(v))
         static = (tuple(gstatic), tuple(self._structs), static_defaults, self._tx, tuple(layouts),
-                  self._positional, tuple(self._sigs))
+                  self._positional, tuple(self._sigs), self._layout)
         self._aux = _OptAux(type(self), static, tuple(tuple(t) for t in self._tokens), self._control,
                             (dict(self.defaults), tuple(metas)))
         self._flat = hp_vecs + list(state_leaves)
@@ -513,7 +539,7 @@ class Optimizer:
         d["_flat"], d["_aux"], d["_groups"], d["_states"] = leaves, aux, None, None
         d["_state_leaves"] = None
         d["_structs"] = list(aux.static[1])
-        d["_positional"], d["_sigs"] = aux.static[5], list(aux.static[6])
+        d["_positional"], d["_sigs"], d["_layout"] = aux.static[5], list(aux.static[6]), aux.static[7]
         d["_tokens"] = [list(t) for t in aux.tokens]
         d["defaults"] = dict(aux.defaults[0])
         control = aux.control
@@ -539,6 +565,7 @@ class Optimizer:
         d = new.__dict__
         d["_tx"], d["defaults"], d["_structs"] = self._tx, self.defaults, list(self._structs)
         d["_positional"], d["_sigs"], d["_tokens"] = self._positional, list(self._sigs), list(self._tokens)
+        d["_layout"] = self._layout
         d["_control"], d["_flat"], d["_aux"] = self._control, None, None
         d["_outer"] = outer = trace_state_clean()
         groups = []
@@ -601,6 +628,18 @@ class Optimizer:
         return fl.assemble(bp, tokens, pdata, per, others), self._replace(states)
 
     def _check_positions(self, bp, pdata) -> None:
+        layout = self._layout
+        if layout is not None:
+            got = _layout(pdata)
+            if got != layout:
+                names = bp.leaf_names()
+                k = next((i for i, (a, b) in enumerate(zip(got, layout)) if a != b), min(len(got), len(layout)))
+                where = (f"parameter #{k} ('{names[k]}') is {got[k]}, was {layout[k]}" if k < min(len(got), len(layout))
+                         else f"it has {len(got)} parameters, had {len(layout)}")
+                raise ValueError(
+                    "opt.step(model): the model's parameters differ from those of the model this optimizer "
+                    f"was built from ({where}). Build the optimizer after the model is complete "
+                    "(model.parameters()), and pass that same model, not a wrapper or a part of it.")
         names = None
         for g, pg in enumerate(self._groups):
             for i, (shape, dtype) in zip(pg["params"], self._sigs[g]):
