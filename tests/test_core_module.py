@@ -738,3 +738,16 @@ def test_set_submodule_like_torch():
         et, ej = _both_raise(lambda: fn(tm, tnn), lambda: fn(jm, jnn), exc,
                              normalize=lambda s: re.sub(r"<class '[^']*'>", "<class>", s))
     assert _names(jm.named_modules()) == _names(tm.named_modules())
+
+
+def test_reregister_buffer_persistence_and_small_reprs_like_torch():
+    assert repr(jnn.Dropout(0.25)) == repr(tnn.Dropout(0.25))
+    assert repr(jnn.Identity()) == repr(tnn.Identity())
+    t, j = tnn.Linear(2, 2), jnn.Linear(2, 2)
+    for persistent in (True, True, False, True):
+        t.register_buffer("b", torch.ones(1), persistent=persistent)
+        j.register_buffer("b", jnp.ones(1), persistent=persistent)
+        t.register_buffer("c", torch.ones(1))
+        j.register_buffer("c", jnp.ones(1))
+        assert list(j.state_dict()) == list(t.state_dict())
+        assert _names(j.named_buffers()) == _names(t.named_buffers())
