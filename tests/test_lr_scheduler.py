@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from jparam.optim import lr_scheduler as jls  # noqa: E402
 

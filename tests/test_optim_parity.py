@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 import jparam  # noqa: E402
 from jparam import nn as jnn, optim  # noqa: E402

@@ -15,7 +15,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-torch = pytest.importorskip("torch")
+import torch
 
 from jparam.optim import _transforms as T  # noqa: E402
 
