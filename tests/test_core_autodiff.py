@@ -411,3 +411,22 @@ def test_same_layer_twice_in_sequential_like_torch():
     assert js2[0] is js2[2]
     assert_close(js2[0].weight.grad, tl.weight.grad, atol=1e-6)
     assert_close(js2[2].bias.grad, tl.bias.grad, atol=1e-6)
+
+
+def test_backward_passes_kwargs_and_dropout_edge_probabilities():
+    tm, jm = pair("MLP", seed=3)
+    x, y = randn(5, 4, seed=1), randn(5, 3, seed=2)
+    ((tm(torch.tensor(x)) - torch.tensor(y)) ** 2).mean().backward()
+    _, jm2 = jparam.backward(lambda m, x, *, y: jnp.mean((m(x) - y) ** 2), jm, jnp.asarray(x),
+                             y=jnp.asarray(y))
+    for (n, a), (_, b) in zip(jm2.named_parameters(), tm.named_parameters()):
+        assert_close(a.grad, b.grad, atol=1e-6, what=n)
+    z = randn(3, 4, seed=3)
+    for p in (0.0, 1.0):
+        td, jd = tnn.Dropout(p), jnn.Dropout(p)
+        out, _ = jparam.call(jd, jnp.asarray(z))
+        assert_close(out, td(torch.tensor(z)))
+    with pytest.raises(ValueError, match="dropout probability"):
+        tnn.Dropout(1.5)
+    with pytest.raises(ValueError, match="dropout probability"):
+        jnn.Dropout(1.5)
