@@ -77,6 +77,9 @@ def markdown(results, png_name=None) -> str:
                 lines.append(f"| `{n}` | {SHORT[fw]} | {_fmt_b(a['argument'])} | {_fmt_b(a['output'])} | "
                              f"{_fmt_b(a['alias'])} | {_fmt_b(a['temp'])} |")
         lines.append("")
+    if results.get("first_step_from"):
+        lines += [f"Time-to-first-step curves below are from the full run of {results['first_step_from']} "
+                  "(`--reuse-first-step`).", ""]
     for name, curve in results.get("first_step", {}).items():
         depths = sorted({int(d) for per in curve.values() for d in per})
         lines += [f"### Time to first step (trace + compile + first run, fresh process): `{name}` by depth",

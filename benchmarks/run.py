@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import re
 import statistics
 import subprocess
@@ -102,19 +103,31 @@ def bench_case(c, frameworks, rounds, round_s, log) -> dict:
             log(f"  {fw}: skipped ({errors[fw]})")
     times = {fw: [] for fw in runners}
     cpu = {fw: [] for fw in runners}
-    order = list(runners)
-    for i in range(rounds):
-        k = i % len(order)
-        for fw in order[k:] + order[:k]:
+    # PyTorch's OpenMP threads keep spinning after its step returns and steal the CPU from
+    # whatever runs next, so it is timed in its own rounds after the JAX frameworks (ratio
+    # against pure JAX's median); the JAX frameworks run in a fresh random order each round.
+    order = [fw for fw in runners if fw != "torch"]
+    rng = random.Random(0)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for fw in order:
             w, p = _time_steps(runners[fw], n_steps[fw])
             times[fw].append(w)
             cpu[fw].append(p)
+    if "torch" in runners:
+        for _ in range(max(3, rounds // 3)):
+            w, p = _time_steps(runners["torch"], n_steps["torch"])
+            times["torch"].append(w)
+            cpu["torch"].append(p)
     out = {}
     for fw, ts in times.items():
         entry = {"median_s": statistics.median(ts), "times_s": ts,
                  "cpu_median_s": statistics.median(cpu[fw]), "cpu_s": cpu[fw],
                  "steps_per_round": n_steps[fw]}
-        if "jax" in times:
+        if "jax" in times and fw == "torch":
+            entry["ratio"] = entry["median_s"] / statistics.median(times["jax"])
+            entry["cpu_ratio"] = entry["cpu_median_s"] / statistics.median(cpu["jax"])
+        elif "jax" in times:
             ratios = [t / b for t, b in zip(ts, times["jax"])]
             entry["ratio"] = statistics.median(ratios)
             entry["ratios"] = ratios
@@ -177,6 +190,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--round-s", type=float, default=None, help="seconds per framework per round")
     ap.add_argument("--no-first-step", action="store_true")
+    ap.add_argument("--reuse-first-step", action="store_true",
+                    help="take the time-to-first-step curves from this machine's last results file")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--readme", action="store_true", help="update README.md even with --quick")
     args = ap.parse_args(argv)
@@ -215,7 +230,12 @@ def main(argv=None):
                                   "parity_rel": res["parity_rel"], "errors": res["errors"],
                                   "memory": mem}
         del res
-    if not args.no_first_step:
+    prev = ROOT / "benchmarks" / "results" / (info["slug"] + ("-quick" if args.quick else "") + ".json")
+    if args.reuse_first_step and prev.exists():
+        old = json.loads(prev.read_text())
+        results["first_step"] = old.get("first_step", {})
+        results["first_step_from"] = old.get("date")
+    elif not args.no_first_step:
         for name, plan in FIRST_STEP_CURVES.items():
             if name not in args.cases:
                 continue

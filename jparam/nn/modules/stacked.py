@@ -61,6 +61,10 @@ class _LayerParam:
         return self._p._data[self._i]
 
     @property
+    def _jp_outer(self) -> bool:
+        return self._p._jp_outer
+
+    @property
     def data(self) -> jax.Array:
         return self._data
 
