@@ -100,3 +100,25 @@ def new_key_leaf() -> jax.Array:
     import jax.numpy as jnp
 
     return jnp.asarray(next_key_data())
+
+
+def _host_rng() -> np.random.Generator:
+    # a NumPy generator seeded from a fresh split of the global key: reproducible from
+    # manual_seed, and free of the per-shape compilation eager jax.random pays at setup time
+    return np.random.default_rng(np.asarray(next_key_data(), dtype=np.uint32))
+
+
+def uniform(shape, dtype=None, minval: float = 0.0, maxval: float = 1.0):
+    """Host-side ``U(minval, maxval)`` draw for parameter initialisation (a jax array)."""
+    import jax.numpy as jnp
+
+    v = _host_rng().uniform(minval, maxval, size=tuple(shape))
+    return jnp.asarray(v.astype(np.float32)).astype(dtype or jnp.float32)
+
+
+def normal(shape, dtype=None):
+    """Host-side standard normal draw for parameter initialisation (a jax array)."""
+    import jax.numpy as jnp
+
+    v = _host_rng().standard_normal(size=tuple(shape), dtype=np.float32)
+    return jnp.asarray(v).astype(dtype or jnp.float32)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jparam._random import next_key
+from jparam._random import normal as _host_normal, uniform as _host_uniform
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
@@ -119,6 +120,8 @@ def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
         >>> p = nn.init.uniform_(nn.Parameter(jnp.empty((3, 5))), -0.1, 0.1)
     """
     shape, dtype = _target(tensor, "uniform_")
+    if generator is None:  # host-side draw: no per-shape compilation at setup time
+        return _set(tensor, _host_uniform(shape, _draw_dtype(dtype), a, b), dtype)
     v = jax.random.uniform(_key(generator), shape, _draw_dtype(dtype), a, b)
     return _set(tensor, v, dtype)
 
@@ -130,6 +133,8 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
         >>> p = nn.init.normal_(nn.Parameter(jnp.empty((3, 5))), std=0.02)
     """
     shape, dtype = _target(tensor, "normal_")
+    if generator is None:  # host-side draw: no per-shape compilation at setup time
+        return _set(tensor, _host_normal(shape, _draw_dtype(dtype)) * std + mean, dtype)
     v = jax.random.normal(_key(generator), shape, _draw_dtype(dtype)) * std + mean
     return _set(tensor, v, dtype)
 

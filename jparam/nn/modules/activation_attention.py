@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jparam._module import Module
 from jparam._parameter import Parameter
 from jparam._random import module_key, new_key_leaf, next_key
+from jparam._random import normal as _host_normal, uniform as _host_uniform
 from jparam.nn._functional_attention import multi_head_attention_forward
 from jparam.nn.modules.linear import Linear
 
@@ -23,13 +24,13 @@ def _dtype(dtype):
 def _xavier_uniform(shape, dtype, gain: float = 1.0) -> jax.Array:
     fan_in, fan_out = _fans(shape)
     bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-    return jax.random.uniform(next_key(), shape, jnp.float32, -bound, bound).astype(_dtype(dtype))
+    return _host_uniform(shape, jnp.float32, -bound, bound).astype(_dtype(dtype))
 
 
 def _xavier_normal(shape, dtype, gain: float = 1.0) -> jax.Array:
     fan_in, fan_out = _fans(shape)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-    return (jax.random.normal(next_key(), shape, jnp.float32) * std).astype(_dtype(dtype))
+    return (_host_normal(shape, jnp.float32) * std).astype(_dtype(dtype))
 
 
 def _fans(shape):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jparam._module import Module
 from jparam._parameter import Parameter
 from jparam._random import next_key
+from jparam._random import normal as _host_normal, uniform as _host_uniform
 from jparam.nn import functional as F
 
 __all__ = ["Identity", "Linear", "Bilinear"]
@@ -17,7 +18,7 @@ __all__ = ["Identity", "Linear", "Bilinear"]
 
 def _uniform(shape, bound: float, dtype) -> jax.Array:
     dtype = jnp.dtype(dtype) if dtype is not None else jnp.float32
-    return jax.random.uniform(next_key(), shape, jnp.float32, -bound, bound).astype(dtype)
+    return _host_uniform(shape, jnp.float32, -bound, bound).astype(dtype)
 
 
 def _data(p: Optional[Parameter]):

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jparam._module import Module
 from jparam._parameter import Parameter
 from jparam._random import module_key, new_key_leaf, next_key
+from jparam._random import normal as _host_normal, uniform as _host_uniform
 from jparam.nn import _functional_rnn as FR
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
@@ -19,7 +20,7 @@ __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell"
 
 def _uniform(shape, bound: float, dtype) -> jax.Array:
     dtype = jnp.dtype(dtype) if dtype is not None else jnp.float32
-    return jax.random.uniform(next_key(), shape, jnp.float32, -bound, bound).astype(dtype)
+    return _host_uniform(shape, jnp.float32, -bound, bound).astype(dtype)
 
 
 def _val(p):

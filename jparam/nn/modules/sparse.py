@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jparam._module import Module
 from jparam._parameter import Parameter
 from jparam._random import next_key
+from jparam._random import normal as _host_normal, uniform as _host_uniform
 from jparam.nn import functional as F
 
 __all__ = ["Embedding"]
@@ -51,7 +52,7 @@ class Embedding(Module):
         self.sparse = sparse
         dt = jnp.dtype(dtype) if dtype is not None else jnp.float32
         if _weight is None:
-            w = jax.random.normal(next_key(), (num_embeddings, embedding_dim), jnp.float32)
+            w = _host_normal((num_embeddings, embedding_dim), jnp.float32)
             if padding_idx is not None:
                 w = w.at[padding_idx].set(0.0)
             w = w.astype(dt)

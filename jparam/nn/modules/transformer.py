@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jparam._module import Module
 from jparam._parameter import Parameter
 from jparam._random import new_key_leaf, next_key
+from jparam._random import normal as _host_normal, uniform as _host_uniform
 from jparam.nn._functional._activation import gelu, relu
 from jparam.nn.modules.activation_attention import MultiheadAttention
 from jparam.nn.modules.container import ModuleList
@@ -336,7 +337,7 @@ class Transformer(Module):
                 fan_in = p.shape[1] * math.prod(p.shape[2:])
                 fan_out = p.shape[0] * math.prod(p.shape[2:])
                 bound = math.sqrt(6.0 / float(fan_in + fan_out))
-                p.data = jax.random.uniform(next_key(), p.shape, jnp.float32, -bound,
+                p.data = _host_uniform(p.shape, jnp.float32, -bound,
                                             bound).astype(p.dtype)
 
     def forward(self, src: jax.Array, tgt: jax.Array, src_mask: Optional[jax.Array] = None,
