@@ -238,9 +238,9 @@ def test_schedulers_drive_a_jparam_optimizer():
         _, model = jparam.backward(loss_fn, model, x, y)
         return opt.step(model)
 
-    # Compile both steps once, discarding the results: on a cache miss jax unflattens the outputs
-    # a second time and the optimizer's "newest incarnation" weakref then points at that dead
-    # temporary (core issue, see test_scheduler_first_step_after_compile below).
+    # Compile both steps once and discard the results first: the optimizer passed back in must
+    # still be the live one afterwards (the first-call case itself is checked by
+    # test_scheduler_first_step_after_compile).
     x0, y0 = batch(0)
     step(jm, jopt, x0[None], y0[None])
     step_at(jm2, jopt2, jnp.int32(0), x0, y0)
