@@ -49,6 +49,8 @@ CASES = {
     "LinearLR": lambda m, o: m.LinearLR(o),
     "LinearLR-warmup": lambda m, o: m.LinearLR(o, start_factor=0.1, end_factor=0.9, total_iters=8),
     "ConstantLR": lambda m, o: m.ConstantLR(o, factor=0.5, total_iters=4),
+    "PolynomialLR": lambda m, o: m.PolynomialLR(o, total_iters=12, power=0.9),
+    "PolynomialLR-linear": lambda m, o: m.PolynomialLR(o),
     "LambdaLR": lambda m, o: m.LambdaLR(o, lambda e: 0.95 ** e),
     "LambdaLR-list": lambda m, o: m.LambdaLR(o, [lambda e: 1.0 / (e + 1), lambda e: 0.9 ** e]),
     "SequentialLR": lambda m, o: m.SequentialLR(
@@ -181,6 +183,19 @@ def test_state_dict_both_ways(name):
         ts3.step()
         assert rel(ours2.get_last_lr(), ts.get_last_lr()) <= 1e-7
         assert rel(ts3.get_last_lr(), ts.get_last_lr()) <= 1e-7
+
+
+def test_multiplicative_lr():
+    topt, stub = make_pair()
+    fns = [lambda e: 0.9, lambda e: 1.0 - 0.01 * e]
+    ts, ours = torch.optim.lr_scheduler.MultiplicativeLR(topt, fns), jls.MultiplicativeLR(stub, fns)
+    for _ in range(3 * T):
+        topt.step()
+        ts.step()
+        ours.step()
+        assert rel(ours.get_last_lr(), ts.get_last_lr()) <= 1e-7
+    with pytest.raises(NotImplementedError, match="no closed form"):
+        ours.lr_at(2)
 
 
 def test_schedule_and_errors():

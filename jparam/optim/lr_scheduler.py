@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
+__all__ = ["LRScheduler", "LambdaLR", "MultiplicativeLR", "PolynomialLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
            "ExponentialLR", "CosineAnnealingLR", "SequentialLR", "OneCycleLR", "ReduceLROnPlateau"]
 
 EPOCH_DEPRECATION_WARNING = (
@@ -222,6 +222,68 @@ class LambdaLR(LRScheduler):
 
     def lr_at(self, step):
         return [_f32(base) * lmbda(step) for lmbda, base in zip(self.lr_lambdas, self.base_lrs)]
+
+
+class MultiplicativeLR(LRScheduler):
+    """``lr *= lr_lambda(epoch)`` each epoch (recursive only: no ``lr_at``).
+
+    Example:
+        >>> sched = lr_scheduler.MultiplicativeLR(opt, lambda e: 0.95)
+    """
+
+    def __init__(self, optimizer: Any, lr_lambda: Union[Callable, Sequence[Callable]],
+                 last_epoch: int = -1) -> None:
+        self.optimizer = optimizer
+        _check_optimizer(optimizer)
+        if not isinstance(lr_lambda, (list, tuple)):
+            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
+        else:
+            if len(lr_lambda) != len(optimizer.param_groups):
+                raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
+            self.lr_lambdas = list(lr_lambda)
+        for fn in self.lr_lambdas:
+            if not callable(fn):
+                raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
+        super().__init__(optimizer, last_epoch)
+
+    state_dict = LambdaLR.state_dict
+    load_state_dict = LambdaLR.load_state_dict
+
+    def get_lr(self) -> List[float]:
+        lrs = self._group_lrs()
+        if self._is_initial:
+            return lrs
+        return [lr * fn(self.last_epoch) for fn, lr in zip(self.lr_lambdas, lrs)]
+
+
+class PolynomialLR(LRScheduler):
+    """``lr = base_lr * (1 - min(epoch, total_iters) / total_iters) ** power``.
+
+    Example:
+        >>> sched = lr_scheduler.PolynomialLR(opt, total_iters=50, power=0.9)
+    """
+
+    def __init__(self, optimizer: Any, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
+        self.total_iters = total_iters
+        self.power = power
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> List[float]:
+        lrs = self._group_lrs()
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return lrs
+        f = ((1.0 - self.last_epoch / self.total_iters)
+             / (1.0 - (self.last_epoch - 1) / self.total_iters)) ** self.power
+        return [lr * f for lr in lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return [base * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
+                for base in self.base_lrs]
+
+    def lr_at(self, step):
+        e = jnp.minimum(jnp.asarray(step), self.total_iters).astype(jnp.float32)
+        f = jnp.power(jnp.maximum((self.total_iters - e) / self.total_iters, 0.0), jnp.float32(self.power))
+        return [_f32(base) * f for base in self.base_lrs]
 
 
 class StepLR(LRScheduler):
