@@ -99,7 +99,6 @@ def backward(fn: Callable[..., Any], model: Module, *args: Any, has_aux: bool = 
 
 
 try:  # which inputs reach an output: JAX's dead-code elimination (private, so guarded)
-    from jax._src.core import jaxpr_as_fun as _jaxpr_as_fun
     from jax._src.interpreters.partial_eval import dce_jaxpr as _dce_jaxpr
 except Exception:  # pragma: no cover
     _dce_jaxpr = None
@@ -110,38 +109,18 @@ def _grads_with_mask(inner: Callable, tvals: list):
 
     ``jax.grad`` returns dense zeros for inputs the loss never touches, where torch leaves
     ``.grad`` as ``None`` (so its optimizers skip them: no weight decay, no momentum). The
-    forward is traced once to a jaxpr; dead-code elimination tells which inputs reach the
-    loss; the gradient is then taken through the jaxpr itself (no second Python trace).
+    forward is traced to a jaxpr (forward only: cheaper than differentiating through the
+    jaxpr) and dead-code elimination tells which inputs reach the loss.
     """
     if _dce_jaxpr is None or not tvals:
         value, gs = jax.value_and_grad(inner, has_aux=True)(tvals)
         return value, gs, [True] * len(tvals)
-    box: dict = {}
-
-    def arrays_only(tv):
-        # non-array aux values (str, int, None, ...) stay Python objects, as with jax.grad's
-        # has_aux; only arrays become outputs of the jaxpr
-        loss, aux = inner(tv)
-        leaves, tree = jax.tree_util.tree_flatten(aux)
-        keep = [isinstance(v, jax.Array) for v in leaves]
-        box["tree"], box["keep"] = tree, keep
-        box["static"] = [None if k else v for v, k in zip(leaves, keep)]
-        return loss, [v for v, k in zip(leaves, keep) if k]
-
-    closed = jax.make_jaxpr(arrays_only)(tvals)
-    n_out = len(closed.jaxpr.outvars)
-    _, used = _dce_jaxpr(closed.jaxpr, [True] + [False] * (n_out - 1))
-    run = _jaxpr_as_fun(closed)
-
-    def flat(tv):
-        outs = run(*tv)
-        return outs[0], outs[1:]
-
-    (loss, rest), gs = jax.value_and_grad(flat, has_aux=True)(list(tvals))
-    it = iter(rest)
-    aux = jax.tree_util.tree_unflatten(
-        box["tree"], [next(it) if k else v for k, v in zip(box["keep"], box["static"])])
-    return (loss, aux), gs, list(used)
+    # forward-only trace for the mask (only the loss is an output: aux values of any type
+    # pass through the real differentiation below, as with jax.grad's has_aux)
+    closed = jax.make_jaxpr(lambda tv: inner(tv)[0])(tvals)
+    _, used = _dce_jaxpr(closed.jaxpr, [True])
+    value, gs = jax.value_and_grad(inner, has_aux=True)(tvals)
+    return value, gs, list(used)
 
 
 def value_and_grad(fn: Callable[..., Any], has_aux: bool = False) -> Callable[..., Any]:

@@ -21,7 +21,8 @@ class SGDBuffer(NamedTuple):
 
 
 def sgd_transform(lr, momentum, dampening, weight_decay, *, has_momentum: bool, nesterov: bool,
-                  maximize: bool, has_dampening: bool = True) -> optax.GradientTransformation:
+                  maximize: bool, has_dampening: bool = True,
+                  has_weight_decay: bool = True) -> optax.GradientTransformation:
     r"""torch.optim.SGD as an optax transformation (numeric arguments may be traced).
 
     .. math::
@@ -37,23 +38,28 @@ def sgd_transform(lr, momentum, dampening, weight_decay, *, has_momentum: bool, 
             return SGDBuffer(jnp.zeros_like(p))
         return SGDState(jnp.zeros_like(p), jnp.zeros((), bool))
 
+    # group-level scalars, computed once per group rather than once per parameter
+    on = momentum != 0 if has_momentum else None
+    neg_lr = -lr
+    damp = 1 - dampening if has_dampening else None
+
     def update(g, state, p):
         if maximize:
             g = -g
-        g = g + weight_decay * p
+        if has_weight_decay:
+            g = g + weight_decay * p
         if has_momentum:
             # momentum is data: at momentum == 0 torch ignores (but keeps) the buffer
-            on = momentum != 0
             old = state.momentum_buffer
             if has_dampening:
-                buf = jnp.where(state.started, momentum * old + (1 - dampening) * g, g)
+                buf = jnp.where(state.started, momentum * old + damp * g, g)
             else:
                 buf = momentum * old + g  # b_1 = g, as torch's first-step clone
             buf = jnp.where(on, buf, old).astype(old.dtype)
             d = g + momentum * buf if nesterov else buf
             g = jnp.where(on, d, g)
             state = (SGDState(buf, state.started | on) if has_dampening else SGDBuffer(buf))
-        return -lr * g, state
+        return neg_lr * g, state
 
     return optax.GradientTransformation(init, update)
 
@@ -86,8 +92,9 @@ class SGD(Optimizer):
     def _group_struct(self, group: Dict[str, Any]) -> tuple:
         # static: the state's structure depends on these. Decided from the initial values and
         # widened (never narrowed, torch keeps its buffers) when a host-side edit turns one on.
-        old = getattr(self, "_jp_struct_hint", (False, False))
-        return (group["momentum"] != 0 or old[0], group["dampening"] != 0 or old[1])
+        old = getattr(self, "_jp_struct_hint", (False, False, False))
+        wd = group["weight_decay"] != 0 or (old[2] if len(old) > 2 else False)
+        return (group["momentum"] != 0 or old[0], group["dampening"] != 0 or old[1], wd)
 
     def _restructure(self, pg) -> None:
         g = next((i for i, q in enumerate(self._groups or []) if q is pg), None)
@@ -101,6 +108,8 @@ class SGD(Optimizer):
 
     def _convert_state(self, group, old, new, state, like):
         fresh = self._transform(group, new).init(like)
+        if old[:2] == new[:2]:
+            return state  # only weight decay switched on: the state is unchanged
         if not old[0]:
             return fresh  # momentum switched on: a new buffer (torch's first step clones g)
         buf = state.momentum_buffer
@@ -111,7 +120,7 @@ class SGD(Optimizer):
     def _transform(self, group, struct) -> optax.GradientTransformation:
         return sgd_transform(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
                              has_momentum=struct[0], nesterov=group["nesterov"], maximize=group["maximize"],
-                             has_dampening=struct[1])
+                             has_dampening=struct[1], has_weight_decay=struct[2])
 
     def _state_to_torch(self, group, struct, state) -> Dict[str, Any]:
         if not struct[0]:
