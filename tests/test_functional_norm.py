@@ -53,13 +53,13 @@ def test_batch_norm_errors():
 @pytest.mark.parametrize("shape,ns", [((4, 6), (6,)), ((2, 3, 4, 5), (4, 5)), ((3, 7), (7,))])
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm(shape, ns, affine):
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(11)  # not the cotangent's seed: x = 3·ct + 1 has zero grad
     x = randn(rng, *shape, scale=3.0) + 1.0
     w, b = (randn(rng, *ns), randn(rng, *ns)) if affine else (None, None)
     check(F.layer_norm, TF.layer_norm, [x, ns, w, b], family="norm")
 
 
-@pytest.mark.parametrize("shape,g", [((4, 6), 3), ((2, 6, 5), 2), ((2, 4, 3, 3), 4), ((2, 4, 3, 3), 1)])
+@pytest.mark.parametrize("shape,g", [((4, 12), 3), ((2, 6, 5), 2), ((2, 4, 3, 3), 4), ((2, 4, 3, 3), 1)])
 def test_group_norm(shape, g):
     rng = np.random.default_rng(2)
     x = randn(rng, *shape, scale=2.0)
