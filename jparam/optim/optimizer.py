@@ -133,9 +133,10 @@ class _Control:
         self._refs: list = []
 
     def push(self, obj) -> None:
-        refs = [r for r in self._refs[-7:] if r() is not None]
+        refs = self._refs
         refs.append(weakref.ref(obj))
-        self._refs = refs
+        if len(refs) > 16:
+            self._refs = [r for r in refs[-8:] if r() is not None]
 
     def newest(self):
         for r in reversed(self._refs):
@@ -534,26 +535,39 @@ class Optimizer:
 
     @classmethod
     def _unflatten(cls, aux: _OptAux, leaves) -> "Optimizer":
+        # lazy, like Module: only what the next flatten needs; the rest is derived from
+        # ``_aux`` on first access (``__getattr__``), so a step's output costs ~1 µs
         obj = object.__new__(aux.cls)
         d = obj.__dict__
-        d["_flat"], d["_aux"], d["_groups"], d["_states"] = leaves, aux, None, None
-        d["_state_leaves"] = None
-        d["_structs"] = list(aux.static[1])
-        d["_positional"], d["_sigs"], d["_layout"] = aux.static[5], list(aux.static[6]), aux.static[7]
-        d["_tokens"] = [list(t) for t in aux.tokens]
-        d["defaults"] = dict(aux.defaults[0])
+        d["_flat"], d["_aux"], d["_groups"], d["_states"], d["_state_leaves"] = leaves, aux, None, None, None
         control = aux.control
-        d["_tx"] = aux.static[3]
         d["_outer"] = outer = trace_state_clean()
         if outer:
             entered = _entering.get(aux.static)
             if entered is not None and (entered[0] is not aux.control or entered[1] is not aux.defaults):
                 control, extra = entered
-                d["defaults"] = dict(extra[0])
                 d["_aux"] = aux = _OptAux(aux.cls, aux.static, aux.tokens, control, extra)
             control.push(obj)
         d["_control"] = control
         return obj
+
+    _DERIVED = {
+        "_structs": lambda a: list(a.static[1]),
+        "_positional": lambda a: a.static[5],
+        "_sigs": lambda a: list(a.static[6]),
+        "_layout": lambda a: a.static[7],
+        "_tokens": lambda a: [list(t) for t in a.tokens],
+        "defaults": lambda a: dict(a.defaults[0]),
+        "_tx": lambda a: a.static[3],
+    }
+
+    def __getattr__(self, name: str) -> Any:
+        make = Optimizer._DERIVED.get(name)
+        aux = self.__dict__.get("_aux")
+        if make is None or aux is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        value = self.__dict__[name] = make(aux)
+        return value
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -39,3 +39,4 @@ from jparam.nn.modules.activation_attention import MultiheadAttention, NonDynami
 from jparam.nn.modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from jparam.nn.modules.transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
                                            TransformerEncoder, TransformerEncoderLayer)
+from jparam.nn.modules.stacked import StackedBlocks  # noqa: F401
