@@ -22,7 +22,8 @@ class SGDBuffer(NamedTuple):
 
 def sgd_transform(lr, momentum, dampening, weight_decay, *, has_momentum: bool, nesterov: bool,
                   maximize: bool, has_dampening: bool = True,
-                  has_weight_decay: bool = True) -> optax.GradientTransformation:
+                  has_weight_decay: bool = True,
+                  momentum_active: bool = True) -> optax.GradientTransformation:
     r"""torch.optim.SGD as an optax transformation (numeric arguments may be traced).
 
     .. math::
@@ -39,7 +40,6 @@ def sgd_transform(lr, momentum, dampening, weight_decay, *, has_momentum: bool, 
         return SGDState(jnp.zeros_like(p), jnp.zeros((), bool))
 
     # group-level scalars, computed once per group rather than once per parameter
-    on = momentum != 0 if has_momentum else None
     neg_lr = -lr
     damp = 1 - dampening if has_dampening else None
 
@@ -48,17 +48,17 @@ def sgd_transform(lr, momentum, dampening, weight_decay, *, has_momentum: bool, 
             g = -g
         if has_weight_decay:
             g = g + weight_decay * p
-        if has_momentum:
-            # momentum is data: at momentum == 0 torch ignores (but keeps) the buffer
+        if has_momentum and momentum_active:
+            # (a host edit setting momentum to 0 restructures to momentum_active=False: torch
+            # then ignores but keeps the buffer; no per-element select is needed either way)
             old = state.momentum_buffer
             if has_dampening:
                 buf = jnp.where(state.started, momentum * old + damp * g, g)
             else:
                 buf = momentum * old + g  # b_1 = g, as torch's first-step clone
-            buf = jnp.where(on, buf, old).astype(old.dtype)
-            d = g + momentum * buf if nesterov else buf
-            g = jnp.where(on, d, g)
-            state = (SGDState(buf, state.started | on) if has_dampening else SGDBuffer(buf))
+            buf = buf.astype(old.dtype)
+            g = g + momentum * buf if nesterov else buf
+            state = (SGDState(buf, jnp.ones((), bool)) if has_dampening else SGDBuffer(buf))
         return neg_lr * g, state
 
     return optax.GradientTransformation(init, update)
@@ -92,9 +92,10 @@ class SGD(Optimizer):
     def _group_struct(self, group: Dict[str, Any]) -> tuple:
         # static: the state's structure depends on these. Decided from the initial values and
         # widened (never narrowed, torch keeps its buffers) when a host-side edit turns one on.
-        old = getattr(self, "_jp_struct_hint", (False, False, False))
+        old = getattr(self, "_jp_struct_hint", (False, False, False, False))
         wd = group["weight_decay"] != 0 or (old[2] if len(old) > 2 else False)
-        return (group["momentum"] != 0 or old[0], group["dampening"] != 0 or old[1], wd)
+        return (group["momentum"] != 0 or old[0], group["dampening"] != 0 or old[1], wd,
+                group["momentum"] != 0)
 
     def _restructure(self, pg) -> None:
         g = next((i for i, q in enumerate(self._groups or []) if q is pg), None)
@@ -120,7 +121,8 @@ class SGD(Optimizer):
     def _transform(self, group, struct) -> optax.GradientTransformation:
         return sgd_transform(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
                              has_momentum=struct[0], nesterov=group["nesterov"], maximize=group["maximize"],
-                             has_dampening=struct[1], has_weight_decay=struct[2])
+                             has_dampening=struct[1], has_weight_decay=struct[2],
+                             momentum_active=struct[3])
 
     def _state_to_torch(self, group, struct, state) -> Dict[str, Any]:
         if not struct[0]:
