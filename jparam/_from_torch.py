@@ -61,6 +61,25 @@ def _special_args(tm: Any, path: str, jnn: Any) -> dict[str, Callable[[Any], Any
                 "batch_first": lambda m: m.self_attn.batch_first,
                 "norm_first": lambda m: m.norm_first,
                 "bias": lambda m: m.linear1.bias is not None}
+    if cls == "Transformer":
+        # torch keeps neither num_*_layers nor the layer options: read them from the layers,
+        # and pass the converted stacks as custom_encoder/custom_decoder (no re-initialisation)
+        first = lambda m: m.encoder.layers[0]
+        return {"d_model": lambda m: m.d_model,
+                "nhead": lambda m: m.nhead,
+                "num_encoder_layers": lambda m: len(m.encoder.layers),
+                "num_decoder_layers": lambda m: len(m.decoder.layers),
+                "dim_feedforward": lambda m: first(m).linear1.out_features,
+                "dropout": lambda m: first(m).dropout.p,
+                "activation": lambda m: (sub("encoder.layers.0.activation", first(m).activation)
+                                         if isinstance(first(m).activation, torch.nn.Module)
+                                         else _activation_name(first(m).activation)),
+                "layer_norm_eps": lambda m: first(m).norm1.eps,
+                "batch_first": lambda m: m.batch_first,
+                "norm_first": lambda m: first(m).norm_first,
+                "bias": lambda m: first(m).linear1.bias is not None,
+                "custom_encoder": lambda m: sub("encoder", m.encoder),
+                "custom_decoder": lambda m: sub("decoder", m.decoder)}
     if cls in ("Upsample",):
         return {"size": lambda m: m.size, "scale_factor": lambda m: m.scale_factor}
     return None

@@ -170,3 +170,24 @@ def test_embedding_and_transformer_stack_match_torch():
     j = from_torch(dec)
     x, mem = torch.randn(2, 5, 16), torch.randn(2, 3, 16)
     _close(j(jnp.asarray(_np(x)), jnp.asarray(_np(mem))), dec(x, mem), tol=1e-4)
+
+
+def test_full_transformer_converts():
+    """torch.nn.Transformer keeps no num_*_layers attributes: they are read from its stacks."""
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    import jparam
+
+    torch.manual_seed(0)
+    t = torch.nn.Transformer(d_model=16, nhead=4, num_encoder_layers=2, num_decoder_layers=3,
+                             dim_feedforward=32, dropout=0.0, batch_first=True, activation="gelu").eval()
+    j = jparam.from_torch(t)
+    assert list(j.state_dict()) == list(t.state_dict())
+    assert (len(j.encoder.layers), len(j.decoder.layers)) == (2, 3)
+    src, tgt = torch.randn(2, 5, 16), torch.randn(2, 4, 16)
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(4)
+    ref = t(src, tgt, tgt_mask=mask).detach().numpy()
+    out = j(jnp.asarray(src.numpy()), jnp.asarray(tgt.numpy()), tgt_mask=jnp.asarray(mask.numpy()))
+    np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-4, atol=1e-5)
