@@ -144,12 +144,19 @@ class SGDState(NamedTuple):
 
 
 def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay: Any = 0.0, *,
-        has_momentum: bool = False, nesterov: bool = False, maximize: bool = False) -> TorchTransform:
+        has_momentum: bool = False, nesterov: bool = False, maximize: bool = False,
+        has_dampening: bool = True, has_weight_decay: bool = True,
+        momentum_active: bool = True) -> TorchTransform:
     r"""torch.optim.SGD.
 
     ``g = -grad if maximize``; ``g += wd p``; first step ``b = g``, later
     ``b = mu b + (1 - dampening) g``; ``g = g + mu b`` (nesterov) else ``b``; ``p -= lr g``.
-    ``has_momentum`` (static) is torch's ``momentum != 0`` decided at construction.
+    Static structure (decided from Python values, so the compiled update carries no
+    per-element selects for them): ``has_momentum`` is torch's ``momentum != 0`` at
+    construction (a buffer exists); ``momentum_active`` whether momentum is non-zero now
+    (torch keeps but ignores the buffer at 0); ``has_dampening`` / ``has_weight_decay``
+    whether those terms are present. Without dampening the buffer starts at zero, so
+    ``mu * 0 + g = g`` is torch's first step without a select.
 
     Example:
         >>> tx = sgd(0.1, 0.9, has_momentum=True, nesterov=True)
@@ -160,16 +167,26 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
             return SGDState(None, jnp.zeros((), bool))
         return SGDState(_tmap(jnp.zeros_like, params), jnp.zeros((), bool))
 
-    def update(grads, state, params):
-        lr_, mu, damp, wd = _f32(lr), _f32(momentum), _f32(dampening), _f32(weight_decay)
+    # group-level scalars, computed once per transform (the optimizer builds one per group
+    # per step and calls ``update`` once per parameter)
+    neg_lr, mu, wd = -_f32(lr), _f32(momentum), _f32(weight_decay)
+    one_minus_damp = 1 - _f32(dampening) if has_dampening else None
+    use_buffer = has_momentum and momentum_active
+    started_now = jnp.ones((), bool) if use_buffer else None
 
+    def update(grads, state, params):
         def one(g, p, b):
             g = -g if maximize else g
-            g = g + wd * p
-            if b is not None:
-                b = jnp.where(state.started, b * mu + (1 - damp) * g, g).astype(b.dtype)
+            if has_weight_decay:
+                g = g + wd * p
+            if use_buffer:
+                if has_dampening:
+                    new = jnp.where(state.started, b * mu + one_minus_damp * g, g)
+                else:
+                    new = b * mu + g
+                b = new.astype(b.dtype)
                 g = g + mu * b if nesterov else b
-            return (-lr_) * g, b
+            return neg_lr * g, b
 
         if has_momentum:
             out = _tmap(one, grads, params, state.momentum_buffer)
@@ -177,7 +194,7 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
             out = _tmap(lambda g, p: one(g, p, None), grads, params)
         u = _tmap(lambda o: o[0], out, is_leaf=lambda o: isinstance(o, tuple))
         b = _tmap(lambda o: o[1], out, is_leaf=lambda o: isinstance(o, tuple)) if has_momentum else None
-        return u, _keep(SGDState(b, jnp.ones((), bool)), state)
+        return u, _keep(SGDState(b, started_now if use_buffer else state.started), state)
 
     def to_torch_state(state):
         if not has_momentum or not bool(np.asarray(state.started)):

@@ -277,8 +277,8 @@ class Optimizer:
         g = next((i for i, q in enumerate(self._groups or []) if q is pg), None)
         if g is None:
             return
-        new = self._group_struct({k: _to_python(v) for k, v in pg.items()})
         old = self._structs[g]
+        new = self._next_struct({k: _to_python(v) for k, v in pg.items()}, old)
         if new == old:
             return
         self._build_states()
@@ -288,6 +288,10 @@ class Optimizer:
         self._structs[g] = new
         self._state_leaves = None
         self._flat = None
+
+    def _next_struct(self, group: Dict[str, Any], old: tuple) -> tuple:
+        """A group's structure after a host-side edit, given the one it had (default: re-derived)."""
+        return self._group_struct(group)
 
     def _group_struct(self, group: Dict[str, Any]) -> tuple:
         """Static structure decided once from a new group's Python values (e.g. momentum != 0)."""
@@ -521,7 +525,7 @@ class Optimizer:
             layouts.append((td, len(leaves), nonscalar, scal))
             if cached is None:
                 state_leaves += [leaves[i] for i in nonscalar]
-                state_leaves += [jnp.stack([leaves[i] for i in idxs]) for _, idxs in scal]
+                state_leaves += [_pack_scalars([leaves[i] for i in idxs]) for _, idxs in scal]
         if cached is not None:
             state_leaves = cached
         self._state_leaves = state_leaves
@@ -751,6 +755,15 @@ class Optimizer:
 
 
 jax.tree_util.register_pytree_node(Optimizer, lambda o: o._flatten(), Optimizer._unflatten)
+
+
+def _pack_scalars(vals: list) -> Any:
+    """One vector of scalar state leaves; a single broadcast when they are one shared value
+    (e.g. a flag a transform computes once per group), not an element-wise stack."""
+    first = vals[0]
+    if all(v is first for v in vals):
+        return jnp.broadcast_to(first, (len(vals),))
+    return jnp.stack(vals)
 
 
 def _freeze(v: Any) -> Any:
