@@ -30,7 +30,7 @@ def relu(input, inplace: bool = False):
         >>> F.relu(jnp.array([-1.0, 2.0]))
         Array([0., 2.], dtype=float32)
     """
-    return jnp.maximum(input, jnp.zeros((), input.dtype))
+    return jax.nn.relu(input)       # gradient 0 at x == 0, as torch
 
 
 def relu_(input):
@@ -100,7 +100,8 @@ def elu(input, alpha: float = 1.0, inplace: bool = False):
         >>> F.elu(jnp.array([0.0]))
         Array([0.], dtype=float32)
     """
-    return jnp.where(input > 0, input, alpha * jnp.expm1(jnp.minimum(input, 0)))
+    neg = jnp.where(input > 0, jnp.zeros((), input.dtype), input)   # torch's slope at 0: alpha
+    return jnp.where(input > 0, input, alpha * jnp.expm1(neg))
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -124,7 +125,8 @@ def celu(input, alpha: float = 1.0, inplace: bool = False):
         >>> F.celu(jnp.array([1.0]))
         Array([1.], dtype=float32)
     """
-    return jnp.where(input > 0, input, alpha * jnp.expm1(jnp.minimum(input, 0) / alpha))
+    neg = jnp.where(input > 0, jnp.zeros((), input.dtype), input)   # torch's slope at 0: 1
+    return jnp.where(input > 0, input, alpha * jnp.expm1(neg / alpha))
 
 
 def gelu(input, approximate: str = "none"):

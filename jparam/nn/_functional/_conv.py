@@ -4,6 +4,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ._layout import channels_first, channels_last
+
 __all__ = ["linear", "bilinear", "conv1d", "conv2d", "conv3d",
            "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
@@ -56,8 +58,9 @@ _SPATIAL = {1: "H", 2: "HW", 3: "DHW"}
 
 
 def _dimension_numbers(n, kernel="OI"):
+    """Channels-last activations (see ``_layout``), torch's kernel layout."""
     s = _SPATIAL[n]
-    return ("NC" + s, kernel + s, "NC" + s)
+    return ("N" + s + "C", kernel + s, "N" + s + "C")
 
 
 def _batchify(input, n, fname):
@@ -97,10 +100,10 @@ def _conv(n, input, weight, bias, stride, padding, dilation, groups, fname):
     else:
         pads = [(p, p) for p in _ntuple(padding, n, "padding")]
     y = jax.lax.conv_general_dilated(
-        x, weight.astype(x.dtype), window_strides=stride, padding=pads, rhs_dilation=dilation,
-        dimension_numbers=_dimension_numbers(n), feature_group_count=groups)
-    if bias is not None:
-        y = y + bias.astype(y.dtype).reshape((1, -1) + (1,) * n)
+        channels_last(x), weight.astype(x.dtype), window_strides=stride, padding=pads,
+        rhs_dilation=dilation, dimension_numbers=_dimension_numbers(n),
+        feature_group_count=groups)
+    y = channels_first(y if bias is None else y + bias.astype(y.dtype))
     return y[0] if unbatched else y
 
 
@@ -167,10 +170,10 @@ def _conv_transpose(n, input, weight, bias, stride, padding, output_padding, gro
         edge = d * (k - 1) - p
         pads.append((edge, edge + op))
     y = jax.lax.conv_general_dilated(
-        x, w, window_strides=(1,) * n, padding=pads, lhs_dilation=stride, rhs_dilation=dilation,
-        dimension_numbers=_dimension_numbers(n, kernel_spec), feature_group_count=groups)
-    if bias is not None:
-        y = y + bias.astype(y.dtype).reshape((1, -1) + (1,) * n)
+        channels_last(x), w, window_strides=(1,) * n, padding=pads, lhs_dilation=stride,
+        rhs_dilation=dilation, dimension_numbers=_dimension_numbers(n, kernel_spec),
+        feature_group_count=groups)
+    y = channels_first(y if bias is None else y + bias.astype(y.dtype))
     return y[0] if unbatched else y
 
 

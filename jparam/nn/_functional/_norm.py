@@ -1,8 +1,12 @@
 """Normalisation functions; stateful ones return their new running stats (jax can't mutate)."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+
+from ._layout import channels_first, channels_last
 
 __all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm", "rms_norm",
            "local_response_norm", "normalize"]
@@ -18,6 +22,49 @@ def _affine(y, weight, bias):
     if bias is not None:
         y = y + _bshape(y, bias).astype(y.dtype)
     return y
+
+
+def _moments(x, axes):
+    """``(mean, biased var)`` over ``axes`` (kept as size-1 dims); two passes, for accuracy."""
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    return mean, jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+
+
+def _standardize(x, axes, eps):
+    """``(x̂, mean, var)``: see :func:`_standardize_static`; a traced ``eps`` takes the
+    plain (autodiff) formula."""
+    if isinstance(eps, (int, float)):
+        return _standardize_static(x, axes, float(eps))
+    mean, var = _moments(x, axes)
+    return (x - mean) * jax.lax.rsqrt(var + eps), mean, var
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _standardize_static(x, axes, eps):
+    """``(x̂, mean, var)`` with ``x̂ = (x - mean) / sqrt(var + eps)`` over ``axes``.
+
+    The forward is the accurate two-pass formula. The custom JVP states the derivative in
+    closed form, ``dx̂ = r (dx - mean(dx) - x̂ mean(x̂ (dx - mean(dx))))`` with
+    ``r = 1/sqrt(var + eps)``; its transpose is the textbook normalisation backward, a few
+    reductions and one elementwise pass over the activations, where differentiating the
+    two-pass formula materialises several more full-size intermediates. (``x̂ mean(x̂ dx)``
+    is the same in exact arithmetic; centring ``dx`` keeps the input gradient's sum over the
+    normalised axes, which is exactly zero, at torch's rounding level.)
+    """
+    mean, var = _moments(x, axes)
+    return (x - mean) * jax.lax.rsqrt(var + eps), mean, var
+
+
+@_standardize_static.defjvp
+def _standardize_jvp(axes, eps, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    xhat, mean, var = _standardize_static(x, axes, eps)
+    r = jax.lax.rsqrt(var + eps)
+    dmean = jnp.mean(dx, axis=axes, keepdims=True)
+    proj = jnp.mean(xhat * (dx - dmean), axis=axes, keepdims=True)
+    dxhat = r * (dx - dmean - xhat * proj)
+    dvar = 2 * proj / r                       # d mean((x - mean)²) = 2 mean((x - mean) dx)
+    return (xhat, mean, var), (dxhat, dmean, dvar)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -46,18 +93,23 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             raise ValueError(f"batch_norm: {name} must have shape ({c},), got {tuple(v.shape)}")
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: running_mean and running_var must both be given or both None")
-    axes = (0,) + tuple(range(2, input.ndim))
+    x = channels_last(input)            # per-channel vectors broadcast on the last axis
+    axes = tuple(range(x.ndim - 1))
     if training or running_mean is None:
         n = input.size // c
         if training and n <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input "
                              f"size {tuple(input.shape)}")
-        mean = jnp.mean(input, axis=axes)
-        var = jnp.mean(jnp.square(input - _bshape(input, mean)), axis=axes)
+        y, mean, var = _standardize(x, axes, eps)
+        mean, var = mean.reshape(c), var.reshape(c)
     else:
         mean, var = running_mean.astype(input.dtype), running_var.astype(input.dtype)
-    y = (input - _bshape(input, mean)) * _bshape(input, jax.lax.rsqrt(var + eps))
-    y = _affine(y, weight, bias)
+        y = (x - mean) * jax.lax.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight.astype(y.dtype)
+    if bias is not None:
+        y = y + bias.astype(y.dtype)
+    y = channels_first(y)
     if not training or running_mean is None:
         return y
     m = 0.0 if momentum is None else momentum
@@ -85,12 +137,12 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
                          f"{tuple(input.shape)}")
     axes = tuple(range(2, input.ndim))
     if use_input_stats or running_mean is None:
-        mean = jnp.mean(input, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(input - mean), axis=axes, keepdims=True)
+        y, mean, var = _standardize(input, axes, eps)
     else:
         mean = _bshape(input, running_mean.astype(input.dtype))
         var = _bshape(input, running_var.astype(input.dtype))
-    y = _affine((input - mean) * jax.lax.rsqrt(var + eps), weight, bias)
+        y = (input - mean) * jax.lax.rsqrt(var + eps)
+    y = _affine(y, weight, bias)
     if not use_input_stats or running_mean is None:
         return y
     n = 1
@@ -122,9 +174,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         raise ValueError(f"layer_norm: input shape {tuple(input.shape)} does not end with "
                          f"normalized_shape {ns}")
     axes = tuple(range(input.ndim - len(ns), input.ndim))
-    mean = jnp.mean(input, axis=axes, keepdims=True)
-    var = jnp.mean(jnp.square(input - mean), axis=axes, keepdims=True)
-    y = (input - mean) * jax.lax.rsqrt(var + eps)
+    y = _standardize(input, axes, eps)[0]
     if weight is not None:
         y = y * weight.astype(y.dtype)
     if bias is not None:
@@ -146,9 +196,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
         raise ValueError(f"group_norm: number of channels {c} must be divisible by "
                          f"num_groups={num_groups}")
     x = input.reshape((n, num_groups, -1))
-    mean = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-    y = ((x - mean) * jax.lax.rsqrt(var + eps)).reshape(input.shape)
+    y = _standardize(x, (x.ndim - 1,), eps)[0].reshape(input.shape)
     return _affine(y, weight, bias)
 
 

@@ -1,6 +1,7 @@
 """Pooling on channels-first inputs, with torch's output-size and divisor rules."""
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._conv import _ntuple
+from ._layout import channels_first, channels_last
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
@@ -67,6 +69,53 @@ def _crop(y, n, outs):
     return y[(Ellipsis,) + tuple(slice(0, o) for o in outs)]
 
 
+def _reduce_window(input, n, init, op, k, s, pads, outs):
+    """``reduce_window`` over the last ``n`` dims of a channels-first input, computed
+    channels-last (see ``_layout``) and cropped to ``outs``."""
+    ch = input.ndim - n - 1                      # 0 unbatched, 1 batched
+    x = channels_last(input, ch)
+    y = jax.lax.reduce_window(x, init, op, (1,) * ch + tuple(k) + (1,),
+                              (1,) * ch + tuple(s) + (1,), [(0, 0)] * ch + list(pads) + [(0, 0)])
+    y = y[(slice(None),) * ch + tuple(slice(0, o) for o in outs)]
+    return channels_first(y, ch)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _window_max(x, axes):
+    """Max over ``axes`` (kept), each spanning one whole, non-overlapping window."""
+    return jnp.max(x, axis=axes, keepdims=True)
+
+
+@_window_max.defjvp
+def _window_max_jvp(axes, primals, tangents):
+    # torch routes a window's gradient to its FIRST maximum (row-major; NaN counts as the
+    # max). Stating that as "select the first hit, sum over the window" makes the backward an
+    # elementwise select, where differentiating reduce_window goes through XLA's
+    # select-and-scatter (a scatter with index arrays, several times slower on CPU).
+    (x,), (dx,) = primals, tangents
+    y = _window_max(x, axes)
+    pos = jnp.zeros((), jnp.int32)
+    for a in axes:
+        pos = pos * x.shape[a] + jax.lax.broadcasted_iota(jnp.int32, x.shape, a)
+    hit = (x == y) | (jnp.isnan(x) if jnp.issubdtype(x.dtype, jnp.inexact) else False)
+    first = jnp.min(jnp.where(hit, pos, np.iinfo(np.int32).max), axis=axes, keepdims=True)
+    dy = jnp.sum(jnp.where(pos == first, dx, jnp.zeros((), dx.dtype)), axis=axes, keepdims=True)
+    return y, dy
+
+
+def _tiled_max_pool(input, n, k, outs):
+    """Max pooling whose windows tile the input (stride = kernel, no padding or dilation):
+    a reshape and :func:`_window_max`, channels-last inside (see ``_layout``)."""
+    ch = input.ndim - n - 1
+    x = channels_last(input, ch)
+    lead, c = x.shape[:ch], x.shape[-1]
+    x = x[(slice(None),) * ch + tuple(slice(0, o * ki) for o, ki in zip(outs, k))]
+    split = tuple(d for o, ki in zip(outs, k) for d in (o, ki))
+    axes = tuple(ch + 2 * i + 1 for i in range(n))
+    y = _window_max(x.reshape(lead + split + (c,)), axes)
+    return channels_first(y.reshape(lead + tuple(outs) + (c,)), ch)
+
+
 def _max_pool(n, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, fname):
     k, s, p, d = _prep(n, input, kernel_size, stride, padding, dilation, fname)
     outs, pads, dims, strides, dil = _window(n, input, k, s, p, d, ceil_mode, fname)
@@ -83,9 +132,11 @@ def _max_pool(n, input, kernel_size, stride, padding, dilation, ceil_mode, retur
                                                    in zip(start[lead:], outs, s))
             views.append(jax.lax.slice(xp, start, limit, (1,) * lead + tuple(s)))
         y = jnp.max(jnp.stack(views), axis=0)
+    elif (s == k and not any(p) and all(o * ki <= L for o, ki, L
+                                        in zip(outs, k, input.shape[-n:]))):
+        y = _tiled_max_pool(input, n, k, outs)
     else:
-        y = jax.lax.reduce_window(input, neg, jax.lax.max, dims, strides, pads)
-        y = _crop(y, n, outs)
+        y = _reduce_window(input, n, neg, jax.lax.max, k, s, pads[-n:], outs)
     if not return_indices:
         return y
     spatial = input.shape[-n:]
@@ -154,9 +205,9 @@ def _avg_divisor(L, k, s, p, o, include_pad):
 def _avg_pool(n, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
               divisor_override, fname):
     k, s, p, d = _prep(n, input, kernel_size, stride, padding, 1, fname)
-    outs, pads, dims, strides, dil = _window(n, input, k, s, p, d, ceil_mode, fname)
+    outs, pads, _, _, _ = _window(n, input, k, s, p, d, ceil_mode, fname)
     zero = np.array(0, input.dtype)
-    y = _crop(jax.lax.reduce_window(input, zero, jax.lax.add, dims, strides, pads), n, outs)
+    y = _reduce_window(input, n, zero, jax.lax.add, k, s, pads[-n:], outs)
     if divisor_override is not None:
         if divisor_override == 0:
             raise ValueError(f"{fname}: divisor_override must be non-zero")
