@@ -158,12 +158,16 @@ def memory_analysis(runners, log) -> dict:
 
 
 def first_step_curve(case_name, plan, repeats, log) -> dict:
-    out = {}
-    for fw, depths in plan:
-        res = {}
-        for d in depths:
-            vals = []
-            for _ in range(repeats):
+    """Median over ``repeats`` fresh processes per (framework, depth). The repeats are
+    interleaved (every point once, then every point again), so a burst of load on the shared
+    machine lands on one sample of many points rather than on all samples of one."""
+    runs: dict = {}
+    failed: set = set()
+    for rep in range(repeats):
+        for fw, depths in plan:
+            for d in depths:
+                if (fw, d) in failed:
+                    continue
                 p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "first_step.py"),
                                     fw, case_name, str(d)], capture_output=True, text=True,
                                    cwd=ROOT, timeout=900)
@@ -171,15 +175,14 @@ def first_step_curve(case_name, plan, repeats, log) -> dict:
                 if p.returncode != 0 or not lines:
                     err = (p.stderr.strip().splitlines() or ["?"])[-1][:200]
                     log(f"  {fw} depth {d}: failed ({err})")
-                    break
-                vals.append(json.loads(lines[-1])["first_step_s"])
-            if not vals:
-                break
-            res[str(d)] = {"median_s": statistics.median(vals), "runs_s": vals}
-            log(f"  {case_name} {fw:12s} depth {d:3d}: {res[str(d)]['median_s']:.2f} s")
-        if res:
-            out[fw] = res
-    return out
+                    failed.add((fw, d))
+                    continue
+                runs.setdefault(fw, {}).setdefault(str(d), []).append(
+                    json.loads(lines[-1])["first_step_s"])
+                log(f"  {case_name} {fw:12s} depth {d:3d} run {rep + 1}/{repeats}: "
+                    f"{runs[fw][str(d)][-1]:.2f} s")
+    return {fw: {d: {"median_s": statistics.median(v), "runs_s": v} for d, v in res.items()}
+            for fw, res in runs.items()}
 
 
 def main(argv=None):
@@ -197,7 +200,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 15)
     round_s = args.round_s or (0.05 if args.quick else 0.1)
-    repeats = 1
+    repeats = 1 if args.quick else 3
 
     def log(msg):
         print(msg, flush=True)

@@ -1,12 +1,8 @@
 """jparam, written as a torch user would port the torch models: ``jparam.nn`` layers, the
 README's loop (``zero_grad`` / ``backward`` / ``step``) under ``jax.jit(donate_argnums=(0, 1))``.
-
-Layers the library does not have yet are defined here as small ``jparam.nn.Module``s with
-torch's layouts; the library's own are used as soon as they exist.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 import jparam
@@ -15,95 +11,21 @@ from jparam import nn, optim
 
 from benchmarks.frameworks import Runner, jit_runner
 from benchmarks.frameworks._ops import causal_attention
-from benchmarks.frameworks._ops import max_pool2d as _ops_max_pool2d
-
-
-class _ReLU(nn.Module):
-    def forward(self, x):
-        return F.relu(x)
-
-
-class _Conv2d(nn.Module):
-    def __init__(self, cin, cout, k, padding=0):
-        super().__init__()
-        self.weight = nn.Parameter(jnp.zeros((cout, cin, k, k)))
-        self.bias = nn.Parameter(jnp.zeros((cout,)))
-        self.padding = padding
-
-    def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, padding=self.padding)
-
-
-class _Embedding(nn.Module):
-    def __init__(self, n, d):
-        super().__init__()
-        self.weight = nn.Parameter(jnp.zeros((n, d)))
-
-    def forward(self, idx):
-        return F.embedding(idx, self.weight)
-
-
-class _LayerNorm(nn.Module):
-    def __init__(self, d, eps=1e-5):
-        super().__init__()
-        self.normalized_shape = (d,)
-        self.eps = eps
-        self.weight = nn.Parameter(jnp.ones((d,)))
-        self.bias = nn.Parameter(jnp.zeros((d,)))
-
-    def forward(self, x):
-        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-
-
-def _max_pool2d_fn():
-    """``F.max_pool2d`` if it differentiates under ``jax.jit`` (jparam 0.1.0's does not: its
-    ``reduce_window`` init value is a traced ``jnp.array``, so JAX falls back to the generic
-    reduce_window with no VJP); otherwise the same math from ``_ops``."""
-    try:
-        jax.jit(jax.grad(lambda x: F.max_pool2d(x, 2).sum()))(jnp.ones((1, 1, 2, 2)))
-        return F.max_pool2d
-    except Exception:  # noqa: BLE001
-        return _ops_max_pool2d
-
-
-max_pool2d = _max_pool2d_fn()
-
-
-def _batchnorm2d():
-    if hasattr(nn, "BatchNorm2d"):
-        return nn.BatchNorm2d
-    from jparam.nn.modules.batchnorm import _BatchNorm
-
-    class _BatchNorm2d(_BatchNorm):
-        _expected_ndims = (4,)
-
-    return _BatchNorm2d
-
-
-ReLU = getattr(nn, "ReLU", _ReLU)
-Conv2d = getattr(nn, "Conv2d", _Conv2d)
-Embedding = getattr(nn, "Embedding", _Embedding)
-LayerNorm = getattr(nn, "LayerNorm", _LayerNorm)
-try:
-    StackedBlocks = nn.StackedBlocks
-except AttributeError:  # not exported from jparam.nn yet
-    from jparam.nn.modules.stacked import StackedBlocks
 
 
 class CNN(nn.Module):
     def __init__(self):
         super().__init__()
-        bn = _batchnorm2d()
-        self.conv1 = Conv2d(1, 16, 3, padding=1)
-        self.bn1 = bn(16)
-        self.conv2 = Conv2d(16, 32, 3, padding=1)
-        self.bn2 = bn(32)
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(32)
         self.drop = nn.Dropout(0.25)
         self.fc = nn.Linear(32 * 7 * 7, 10)
 
     def forward(self, x):
-        x = max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
-        x = max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
         return self.fc(self.drop(x.reshape(x.shape[0], -1)))
 
 
@@ -111,7 +33,7 @@ class Block(nn.Module):
     def __init__(self, d, heads):
         super().__init__()
         self.heads = heads
-        self.ln1, self.ln2 = LayerNorm(d), LayerNorm(d)
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
 
@@ -123,13 +45,13 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, c, stacked: bool = False):
         super().__init__()
-        self.wte = Embedding(c.vocab, c.d)
-        self.wpe = Embedding(c.seq, c.d)
+        self.wte = nn.Embedding(c.vocab, c.d)
+        self.wpe = nn.Embedding(c.seq, c.d)
         if stacked:
-            self.blocks = StackedBlocks(lambda: Block(c.d, c.heads), c.layers)
+            self.blocks = nn.StackedBlocks(lambda: Block(c.d, c.heads), c.layers)
         else:
             self.blocks = nn.ModuleList(Block(c.d, c.heads) for _ in range(c.layers))
-        self.ln_f = LayerNorm(c.d)
+        self.ln_f = nn.LayerNorm(c.d)
         self.head = nn.Linear(c.d, c.vocab, bias=False)
         self.head.weight = self.wte.weight            # tied, as GPT-2
 
@@ -148,7 +70,7 @@ def make_model(c, variant="jparam"):
     if c.kind == "mlp":
         layers = []
         for i, (a, b) in enumerate(zip(c.sizes[:-1], c.sizes[1:])):
-            layers += [nn.Linear(a, b)] + ([ReLU()] if i < len(c.sizes) - 2 else [])
+            layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(c.sizes) - 2 else [])
         return nn.Sequential(*layers)
     if c.kind == "cnn":
         return CNN()
@@ -163,8 +85,6 @@ def build(c, sd, data, variant: str = "jparam") -> Runner:
     if c.opt == "sgd":
         opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     else:
-        if not hasattr(optim, "Adam"):
-            raise ImportError("jparam.optim.Adam is not available yet")
         opt = optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
     x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
 
