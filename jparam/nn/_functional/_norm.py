@@ -1,8 +1,6 @@
 """Normalisation functions; stateful ones return their new running stats (jax can't mutate)."""
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
@@ -16,12 +14,19 @@ def _bshape(x, v):
     return v.reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
-def _affine(y, weight, bias):
+def _scale_shift(y, weight, bias):
+    """``y * weight + bias`` broadcast on the trailing axes (either may be None)."""
     if weight is not None:
-        y = y * _bshape(y, weight).astype(y.dtype)
+        y = y * weight.astype(y.dtype)
     if bias is not None:
-        y = y + _bshape(y, bias).astype(y.dtype)
+        y = y + bias.astype(y.dtype)
     return y
+
+
+def _affine(y, weight, bias):
+    """``y * weight + bias`` with per-channel vectors on a channels-first ``y``."""
+    return _scale_shift(y, None if weight is None else _bshape(y, weight),
+                        None if bias is None else _bshape(y, bias))
 
 
 def _moments(x, axes):
@@ -30,29 +35,27 @@ def _moments(x, axes):
     return mean, jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
 
 
+def _standardize_plain(x, axes, eps):
+    """``(x̂, mean, var)`` with ``x̂ = (x - mean) / sqrt(var + eps)`` over ``axes``, two-pass."""
+    mean, var = _moments(x, axes)
+    return (x - mean) * jax.lax.rsqrt(var + eps), mean, var
+
+
+# The custom JVP states the derivative in closed form,
+#   dx̂ = r (dx - mean(dx) - x̂ mean(x̂ (dx - mean(dx)))),   r = 1/sqrt(var + eps);
+# its transpose is the textbook normalisation backward, a few reductions and one elementwise
+# pass over the activations, where differentiating the two-pass formula materialises several
+# more full-size intermediates. (x̂ mean(x̂ dx) is the same in exact arithmetic; centring dx
+# keeps the input gradient's sum over the normalised axes, exactly zero, at torch's rounding.)
+_standardize_static = jax.custom_jvp(_standardize_plain, nondiff_argnums=(1, 2))
+
+
 def _standardize(x, axes, eps):
-    """``(x̂, mean, var)``: see :func:`_standardize_static`; a traced ``eps`` takes the
-    plain (autodiff) formula."""
+    """``(x̂, mean, var)``; a static ``eps`` (the usual float) takes the closed-form
+    derivative of :data:`_standardize_static`, a traced one plain autodiff."""
     if isinstance(eps, (int, float)):
         return _standardize_static(x, axes, float(eps))
-    mean, var = _moments(x, axes)
-    return (x - mean) * jax.lax.rsqrt(var + eps), mean, var
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _standardize_static(x, axes, eps):
-    """``(x̂, mean, var)`` with ``x̂ = (x - mean) / sqrt(var + eps)`` over ``axes``.
-
-    The forward is the accurate two-pass formula. The custom JVP states the derivative in
-    closed form, ``dx̂ = r (dx - mean(dx) - x̂ mean(x̂ (dx - mean(dx))))`` with
-    ``r = 1/sqrt(var + eps)``; its transpose is the textbook normalisation backward, a few
-    reductions and one elementwise pass over the activations, where differentiating the
-    two-pass formula materialises several more full-size intermediates. (``x̂ mean(x̂ dx)``
-    is the same in exact arithmetic; centring ``dx`` keeps the input gradient's sum over the
-    normalised axes, which is exactly zero, at torch's rounding level.)
-    """
-    mean, var = _moments(x, axes)
-    return (x - mean) * jax.lax.rsqrt(var + eps), mean, var
+    return _standardize_plain(x, axes, eps)
 
 
 @_standardize_static.defjvp
@@ -105,11 +108,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     else:
         mean, var = running_mean.astype(input.dtype), running_var.astype(input.dtype)
         y = (x - mean) * jax.lax.rsqrt(var + eps)
-    if weight is not None:
-        y = y * weight.astype(y.dtype)
-    if bias is not None:
-        y = y + bias.astype(y.dtype)
-    y = channels_first(y)
+    y = channels_first(_scale_shift(y, weight, bias))
     if not training or running_mean is None:
         return y
     m = 0.0 if momentum is None else momentum
@@ -174,12 +173,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         raise ValueError(f"layer_norm: input shape {tuple(input.shape)} does not end with "
                          f"normalized_shape {ns}")
     axes = tuple(range(input.ndim - len(ns), input.ndim))
-    y = _standardize(input, axes, eps)[0]
-    if weight is not None:
-        y = y * weight.astype(y.dtype)
-    if bias is not None:
-        y = y + bias.astype(y.dtype)
-    return y
+    return _scale_shift(_standardize(input, axes, eps)[0], weight, bias)
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
@@ -215,9 +209,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
         eps = float(jnp.finfo(input.dtype).eps)
     axes = tuple(range(input.ndim - len(ns), input.ndim))
     y = input * jax.lax.rsqrt(jnp.mean(jnp.square(input), axis=axes, keepdims=True) + eps)
-    if weight is not None:
-        y = y * weight.astype(y.dtype)
-    return y
+    return _scale_shift(y, weight, None)
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
