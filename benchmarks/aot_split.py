@@ -30,15 +30,10 @@ def main(argv):
     c = cases.case(case_name, depth)
     sd, data = cases.init_state(c), cases.make_data(c)
     if "--optax-adam" in argv:
-        import optax
-
-        from jparam import optim
-        real = optim.Adam
-        optim.Adam = lambda params, lr, eps: optim.Optimizer(params, optax.adam(lr, eps=eps))
-        try:
-            runner = build(fw, c, sd, data)
-        finally:
-            optim.Adam = real
+        if fw != "jparam":
+            raise SystemExit("--optax-adam applies to the jparam framework only")
+        from benchmarks.frameworks import jparam_impl
+        runner = jparam_impl.build(c, sd, data, optax_adam=True)
     else:
         runner = build(fw, c, sd, data)
     jax.jit(jax.value_and_grad(lambda a: jnp.sum(jnp.tanh(a) ** 2)))(jnp.ones(3))[0].block_until_ready()

@@ -10,7 +10,7 @@ import jparam.nn.functional as F
 from jparam import nn, optim
 
 from benchmarks.frameworks import Runner, jit_runner
-from benchmarks.frameworks._ops import causal_attention
+from benchmarks.frameworks._ops import causal_attention, make_optimizer
 
 
 class CNN(nn.Module):
@@ -79,11 +79,16 @@ def make_model(c, variant="jparam"):
     raise ValueError(c.kind)
 
 
-def build(c, sd, data, variant: str = "jparam") -> Runner:
+def build(c, sd, data, variant: str = "jparam", optax_adam: bool = False) -> Runner:
+    """``optax_adam``: ``optim.Optimizer(params, optax.adam(...))`` in place of the torch-exact
+    ``optim.Adam`` (``benchmarks/aot_split.py`` uses it to separate the optimizer's compile
+    cost from the model's)."""
     model = make_model(c, variant)
     model.load_state_dict(sd)
     if c.opt == "sgd":
         opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    elif optax_adam:
+        opt = optim.Optimizer(model.parameters(), make_optimizer("adam"))
     else:
         opt = optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
     x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
