@@ -136,6 +136,43 @@ def test_mlp_matches_torch(name, kw):
     assert [sorted(g) for g in tsd["param_groups"]] == [sorted(g) for g in jsd["param_groups"]]
 
 
+@pytest.mark.parametrize("name,kw", MATRIX, ids=[f"{n}-{kw}" for n, kw in MATRIX])
+def test_step_counts_differ_within_a_group(name, kw):
+    """Every other step only fc1 gets a gradient, so one group holds parameters at different
+    steps (torch keeps a count per parameter); the optimizer updates the group in one batch.
+    torch steps on jparam's gradients, so this compares the optimizers alone."""
+    tm, jm = pair(5)
+    topt = getattr(torch.optim, name)(tm.parameters(), **kw)
+    jopt = getattr(optim, name)(jm.parameters(), **kw)
+
+    def fc1_only(m, x, y):
+        return jnp.mean((jnp.tanh(m.fc1(x))[:, :4] - y) ** 2)
+
+    # opt.step clears the grads it used, so each backward starts from none
+    grads = jax.jit(lambda m, x, y, full: jparam.backward(loss_fn if full else fc1_only, m, x, y)[1],
+                    static_argnums=3)
+    step = jax.jit(lambda m, o: o.step(m))
+    for k in range(8):
+        x, y = batch(k)
+        jm = grads(jm, x, y, k % 2 == 1)
+        jg = dict(jm.named_parameters())
+        for n, p in tm.named_parameters():
+            g = jg[n].grad
+            p.grad = None if g is None else torch.tensor(np.asarray(g))
+        topt.step()
+        jm, jopt = step(jm, jopt)
+        assert rel_params(jm, tm) <= TOL, (k, rel_params(jm, tm))
+    tsd, jsd = topt.state_dict()["state"], jopt.state_dict()["state"]
+    if "step" in tsd[0]:
+        assert [float(tsd[i]["step"]) for i in range(4)] == [8.0, 8.0, 4.0, 4.0]
+        assert [float(np.asarray(jsd[i]["step"])) for i in range(4)] == [8.0, 8.0, 4.0, 4.0]
+    for i, entry in tsd.items():
+        for key, v in entry.items():
+            ref = v.numpy().astype(np.float64)
+            got = np.asarray(jsd[i][key], np.float64)
+            assert np.max(np.abs(got - ref)) <= 1e-4 * max(np.max(np.abs(ref)), 1e-30), (i, key)
+
+
 def test_param_groups_frozen_and_accumulation():
     """Per-group lr, a frozen bias (no decay, no state), two backward calls per step."""
     tm, jm = pair(1)

@@ -7,9 +7,12 @@ from torch's per-parameter optimizer state (``step``, ``exp_avg``, ``exp_avg_sq`
 
 Contract used by :class:`jparam.optim.Optimizer`:
 
-* ``params`` may be any pytree; the state holds one ``step`` counter per call tree (the
-  optimizer calls ``update`` once per parameter, so every parameter has its own count, as
-  in torch).
+* ``params`` may be any pytree. The state's scalar fields (``step``, ``started``,
+  ``mu_product``) are either scalars, one count for the whole tree, or vectors with one
+  entry per leaf of ``params``. :class:`jparam.optim.Optimizer` uses the second form: it
+  updates a param group as one list of parameters with their per-parameter counts (torch
+  keeps a step per parameter) stacked, so each step-dependent coefficient (bias
+  corrections, ...) is computed once per group, on a vector, instead of once per parameter.
 * Every numeric hyperparameter, ``lr`` included, may be a Python float or a traced jax
   scalar: there is no Python ``if`` on a numeric value, so a jitted step built from
   hyperparameters that are pytree leaves never recompiles when they change.
@@ -80,6 +83,26 @@ def _f32(x: Any) -> jax.Array:
 def _bias_correction(beta: jax.Array, t: jax.Array) -> jax.Array:
     """``1 - beta**t`` without float32 cancellation (``beta - 1`` is exact in float32)."""
     return -jnp.expm1(t * jnp.log1p(beta - 1))
+
+
+def _per_leaf(c: Any, tree: Any) -> Any:
+    """The scalar coefficients ``c`` (a pytree of arrays) for each leaf of ``tree``.
+
+    A scalar in ``c`` serves every leaf; a vector (computed from per-leaf scalar state, see
+    the module docstring) gives leaf ``k`` its entry ``k``.
+
+    Example:
+        >>> _per_leaf((jnp.float32(2), jnp.arange(2.)), [x, y])
+        [(2.0, 0.0), (2.0, 1.0)]
+    """
+    leaves, td = jax.tree_util.tree_flatten(tree)
+    n = len(leaves)
+    for x in jax.tree_util.tree_leaves(c):
+        if jnp.ndim(x) not in (0, 1) or (jnp.ndim(x) == 1 and x.shape[0] != n):
+            raise ValueError(f"optimizer state scalar of shape {tuple(jnp.shape(x))}: expected a scalar "
+                             f"or one entry per parameter leaf, shape ({n},)")
+    return jax.tree_util.tree_unflatten(
+        td, [_tmap(lambda x, k=k: x if jnp.ndim(x) == 0 else x[k], c) for k in range(n)])
 
 
 def _lerp(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
@@ -175,26 +198,23 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
     started_now = jnp.ones((), bool) if use_buffer else None
 
     def update(grads, state, params):
-        def one(g, p, b):
+        def one(g, p, b, started):
             g = -g if maximize else g
             if has_weight_decay:
                 g = g + wd * p
             if use_buffer:
                 if has_dampening:
-                    new = jnp.where(state.started, b * mu + one_minus_damp * g, g)
+                    new = jnp.where(started, b * mu + one_minus_damp * g, g)
                 else:
                     new = b * mu + g
                 b = new.astype(b.dtype)
                 g = g + mu * b if nesterov else b
             return neg_lr * g, b
 
-        if has_momentum:
-            out = _tmap(one, grads, params, state.momentum_buffer)
-        else:
-            out = _tmap(lambda g, p: one(g, p, None), grads, params)
-        u = _tmap(lambda o: o[0], out, is_leaf=lambda o: isinstance(o, tuple))
-        b = _tmap(lambda o: o[1], out, is_leaf=lambda o: isinstance(o, tuple)) if has_momentum else None
-        return u, _keep(SGDState(b, started_now if use_buffer else state.started), state)
+        buf = state.momentum_buffer if has_momentum else _none_like(params)
+        u, b = _unzip(_tmap(one, grads, params, buf, _per_leaf(state.started, grads)), 2)
+        started = jnp.broadcast_to(started_now, jnp.shape(state.started)) if use_buffer else state.started
+        return u, _keep(SGDState(b if has_momentum else None, started), state)
 
     def to_torch_state(state):
         if not has_momentum or not bool(np.asarray(state.started)):
@@ -215,6 +235,11 @@ class AdamState(NamedTuple):
     exp_avg: Any
     exp_avg_sq: Any
     max_exp_avg_sq: Any  # None unless amsgrad
+
+
+def _none_like(params):
+    """A placeholder tree for an absent state field (its leaves are ignored)."""
+    return _tmap(lambda p: 0, params)
 
 
 def _unzip(out, n):
@@ -265,10 +290,10 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     def update(grads, state, params):
         lr_, b1, b2, eps_, wd = _f32(lr), _f32(betas[0]), _f32(betas[1]), _f32(eps), _f32(weight_decay)
         t = state.step + 1
-        step_size = lr_ / _bias_correction(b1, t)
-        bc2_sqrt = jnp.sqrt(_bias_correction(b2, t))
+        coef = _per_leaf((lr_ / _bias_correction(b1, t), jnp.sqrt(_bias_correction(b2, t))), grads)
 
-        def one(g, p, m, v, vmax):
+        def one(g, p, m, v, vmax, c):
+            step_size, bc2_sqrt = c
             g = -g if maximize else g
             if decoupled_weight_decay:
                 p1 = p * (1 - lr_ * wd)
@@ -285,12 +310,8 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
             u = (p1 + step) - p if decoupled_weight_decay else step
             return u, m, v, vmax
 
-        if amsgrad:
-            out = _tmap(one, grads, params, state.exp_avg, state.exp_avg_sq, state.max_exp_avg_sq)
-        else:
-            out = _tmap(lambda g, p, m, v: one(g, p, m, v, None), grads, params, state.exp_avg,
-                        state.exp_avg_sq)
-        u, m, v, vmax = _unzip(out, 4)
+        vmax = state.max_exp_avg_sq if amsgrad else _none_like(params)
+        u, m, v, vmax = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_avg_sq, vmax, coef), 4)
         return u, _keep(AdamState(t, m, v, vmax if amsgrad else None), state)
 
     to_t, from_t = _moments_torch(("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), AdamState, init)
@@ -331,16 +352,16 @@ def adamax(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     def update(grads, state, params):
         lr_, b1, b2, eps_, wd = _f32(lr), _f32(betas[0]), _f32(betas[1]), _f32(eps), _f32(weight_decay)
         t = state.step + 1
-        clr = lr_ / _bias_correction(b1, t)
+        coef = _per_leaf(lr_ / _bias_correction(b1, t), grads)
 
-        def one(g, p, m, ui):
+        def one(g, p, m, ui, clr):
             g = -g if maximize else g
             g = g + wd * p
             m = _lerp(m, g, 1 - b1)
             ui = jnp.maximum(ui * b2, jnp.abs(g) + eps_)
             return (-clr) * (m / ui), m, ui
 
-        u, m, ui = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_inf), 3)
+        u, m, ui = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_inf, coef), 3)
         return u, _keep(AdamaxState(t, m, ui), state)
 
     to_t, from_t = _moments_torch(("exp_avg", "exp_inf"), AdamaxState, init)
@@ -383,8 +404,10 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         mu_product_next = mu_product * mu_next
         c_grad = -lr_ * (1.0 - mu) / (1.0 - mu_product)
         c_avg = (-lr_ * mu_next) / (1.0 - mu_product_next)
+        coef = _per_leaf((bc2, c_grad, c_avg), grads)
 
-        def one(g, p, m, v):
+        def one(g, p, m, v, c):
+            bc2, c_grad, c_avg = c
             g = -g if maximize else g
             p1 = p
             if decoupled_weight_decay:
@@ -398,7 +421,7 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
             p1 = p1 + c_avg * (m / denom)
             return p1 - p, m, v
 
-        u, m, v = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_avg_sq), 3)
+        u, m, v = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_avg_sq, coef), 3)
         return u, _keep(NAdamState(t, mu_product, m, v), state)
 
     def to_torch_state(state):
@@ -454,9 +477,10 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         rho_safe = jnp.where(rectify, rho_t, 10.0)  # keeps the unused branch finite
         rect = jnp.sqrt((rho_safe - 4) * (rho_safe - 2) * rho_inf
                         / ((rho_inf - 4) * (rho_inf - 2) * rho_safe))
-        bc2_sqrt = jnp.sqrt(bc2)
+        coef = _per_leaf((bc1, jnp.sqrt(bc2), rectify, rect), grads)
 
-        def one(g, p, m, v):
+        def one(g, p, m, v, c):
+            bc1, bc2_sqrt, rectify, rect = c
             g = -g if maximize else g
             p1 = p
             if decoupled_weight_decay:
@@ -471,7 +495,7 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
             u = (p1 - step) - p if decoupled_weight_decay else -step
             return u, m, v
 
-        u, m, v = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_avg_sq), 3)
+        u, m, v = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_avg_sq, coef), 3)
         return u, _keep(RAdamState(t, m, v), state)
 
     to_t, from_t = _moments_torch(("exp_avg", "exp_avg_sq"), RAdamState, init)

@@ -68,7 +68,7 @@ def rmsprop(lr: Any = 1e-2, alpha: Any = 0.99, eps: Any = 1e-8, weight_decay: An
                 u = (-lr_) * (g / avg)
             return u, sq, buf, ga
 
-        none = _tmap(lambda p: 0, params)
+        none = _t._none_like(params)
         buf = state.momentum_buffer if has_momentum else none
         ga = state.grad_avg if centered else none
         u, sq, buf, ga = _unzip(_tmap(one, grads, params, state.square_avg, buf, ga), 4)
@@ -105,16 +105,16 @@ def adagrad(lr: Any = 1e-2, lr_decay: Any = 0.0, weight_decay: Any = 0.0,
     def update(grads, state, params):
         lr_, decay, wd, eps_ = _f32(lr), _f32(lr_decay), _f32(weight_decay), _f32(eps)
         t = state.step + 1
-        clr = lr_ / (1 + (t - 1) * decay)
+        coef = _t._per_leaf(lr_ / (1 + (t - 1) * decay), grads)
 
-        def one(g, p, s):
+        def one(g, p, s, clr):
             g = -g if maximize else g
             g = g + wd * p
             s = _t._addcmul(s, g, g, 1)
             std = jnp.sqrt(s) + eps_
             return (-clr) * (g / std), s
 
-        u, s = _unzip(_tmap(one, grads, params, state.sum), 2)
+        u, s = _unzip(_tmap(one, grads, params, state.sum, coef), 2)
         return u, _t._keep(AdagradState(t, s), state)
 
     def to_torch_state(state):

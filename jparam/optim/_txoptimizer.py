@@ -6,7 +6,9 @@ state conversion to torch's per-parameter entries comes with the transform.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
+
+import jax.numpy as jnp
 
 from jparam.optim._transforms import TorchTransform
 from jparam.optim.optimizer import Optimizer
@@ -53,6 +55,25 @@ class TxOptimizer(Optimizer):
 
     def _transform(self, group, struct):
         return self._make(group, struct)
+
+    def _update_group(self, tx, grads, states, params) -> Tuple[list, list]:
+        """One ``tx.update`` for the whole group: the parameters' scalar state (``step``, ...)
+        stacked into one vector per field, the per-parameter arrays as lists (see
+        :mod:`jparam.optim._transforms`). Step-dependent coefficients such as Adam's bias
+        corrections are then computed once per group, not once per parameter: same numbers,
+        a smaller compiled step."""
+        if len(params) < 2:
+            return super()._update_group(tx, grads, states, params)
+        cls = type(states[0])
+
+        def gather(name):
+            vals = [getattr(s, name) for s in states]
+            if vals[0] is None:
+                return None
+            return jnp.stack(vals) if name in _SCALAR_FIELDS else vals
+
+        us, new = tx.update(list(grads), cls(*(gather(f) for f in cls._fields)), list(params))
+        return list(us), [cls(*(None if v is None else v[k] for v in new)) for k in range(len(params))]
 
     def _state_to_torch(self, group, struct, state) -> Dict[str, Any]:
         return dict(self._make(group, struct).to_torch_state(state))

@@ -626,24 +626,38 @@ class Optimizer:
         states = [list(s) for s in self._states]
         found = 0
         for g, pg in enumerate(self._groups):
-            tx = None
+            todo, seen = [], set()  # (position in the group, in the model) of each parameter to update
             for j, ref in enumerate(pg["params"] if self._positional else self._tokens[g]):
                 i = ref if where is None else where.get(ref)
                 if i is None:
                     continue
                 found += 1
-                gr = per[i]
-                if gr is None or not bp.params[i][0]:
-                    continue
-                if tx is None:
-                    tx = self._transform(pg, self._structs[g])
-                u, states[g][j] = tx.update(gr, states[g][j], pdata[i])
+                if per[i] is not None and bp.params[i][0] and i not in seen:
+                    todo.append((j, i))
+                    seen.add(i)
+            if not todo:
+                continue
+            tx = self._transform(pg, self._structs[g])
+            us, new = self._update_group(tx, [per[i] for _, i in todo], [states[g][j] for j, _ in todo],
+                                         [pdata[i] for _, i in todo])
+            for (j, i), u, st in zip(todo, us, new):
+                states[g][j] = st
                 pdata[i] = (pdata[i] + u).astype(pdata[i].dtype)
                 per[i] = None
         if found == 0:
             raise ValueError("opt.step(model): none of this optimizer's parameters are in the model; "
                              "build the optimizer from this model's parameters (model.parameters())")
         return fl.assemble(bp, tokens, pdata, per, others), self._replace(states)
+
+    def _update_group(self, tx: optax.GradientTransformation, grads: list, states: list,
+                      params: list) -> Tuple[list, list]:
+        """One param group's update: ``(updates, new_states)``, lists aligned with ``params``.
+
+        Calls ``tx.update`` once per parameter, which keeps every optax transformation's
+        state per parameter, as torch's is; subclasses may batch the group.
+        """
+        out = [tx.update(g, s, p) for g, s, p in zip(grads, states, params)]
+        return [u for u, _ in out], [s for _, s in out]
 
     def _check_positions(self, bp, pdata) -> None:
         layout = self._layout
