@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
-import jax.numpy as jnp
 
 from jparam.optim._transforms import TorchTransform
-from jparam.optim.optimizer import Optimizer
+from jparam.optim.optimizer import Optimizer, _pack_scalars, _unpack_scalars
 
 __all__ = ["TxOptimizer", "check_hparams"]
 
@@ -70,10 +69,12 @@ class TxOptimizer(Optimizer):
             vals = [getattr(s, name) for s in states]
             if vals[0] is None:
                 return None
-            return jnp.stack(vals) if name in _SCALAR_FIELDS else vals
+            return _pack_scalars(vals) if name in _SCALAR_FIELDS else vals
 
         us, new = tx.update(list(grads), cls(*(gather(f) for f in cls._fields)), list(params))
-        return list(us), [cls(*(None if v is None else v[k] for v in new)) for k in range(len(params))]
+        fields = [None if v is None else (_unpack_scalars(v) if f in _SCALAR_FIELDS else v)
+                  for f, v in zip(cls._fields, new)]
+        return list(us), [cls(*(None if v is None else v[k] for v in fields)) for k in range(len(params))]
 
     def _state_to_torch(self, group, struct, state) -> Dict[str, Any]:
         return dict(self._make(group, struct).to_torch_state(state))
