@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
-
 from jparam.optim._transforms import TorchTransform
 from jparam.optim.optimizer import Optimizer, _pack_scalars, _unpack_scalars
 
