@@ -97,20 +97,43 @@ def _per_leaf(c: Any, tree: Any) -> Any:
     """
     leaves, td = jax.tree_util.tree_flatten(tree)
     n = len(leaves)
-    for x in jax.tree_util.tree_leaves(c):
+    cs, ctd = jax.tree_util.tree_flatten(c)
+    for x in cs:
         if jnp.ndim(x) not in (0, 1) or (jnp.ndim(x) == 1 and x.shape[0] != n):
             raise ValueError(f"optimizer state scalar of shape {tuple(jnp.shape(x))}: expected a scalar "
                              f"or one entry per parameter leaf, shape ({n},)")
+    # a vector is split once (list(x): one op), not indexed once per leaf
+    cols = [[x] * n if jnp.ndim(x) == 0 else list(x) for x in cs]
     return jax.tree_util.tree_unflatten(
-        td, [_tmap(lambda x, k=k: x if jnp.ndim(x) == 0 else x[k], c) for k in range(n)])
+        td, [jax.tree_util.tree_unflatten(ctd, [col[k] for col in cols]) for k in range(n)])
+
+
+class _Lerp:
+    """torch's ``a.lerp_(b, w)`` for one weight ``w`` (same two-sided formula, so the same
+    rounding): ``a + w*d`` or ``b - (1-w)*d``, as one multiply-add with a scalar coefficient.
+    The weight's coefficient is computed once per dtype, i.e. once per group, not once per
+    parameter.
+
+    Example:
+        >>> lerp = _Lerp(1 - b1); m = lerp(m, g)
+    """
+
+    def __init__(self, w: Any) -> None:
+        self.w, self._coef = w, {}
+
+    def __call__(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        coef = self._coef.get(a.dtype)
+        if coef is None:
+            w = jnp.asarray(self.w).astype(a.dtype)
+            small = jnp.abs(w) < 0.5
+            coef = self._coef[a.dtype] = (small, jnp.where(small, w, -(1 - w)))
+        small, c = coef
+        return jnp.where(small, a, b) + c * (b - a)
 
 
 def _lerp(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
-    """torch's ``a.lerp_(b, w)`` (same two-sided formula, so the same rounding)."""
-    w = w.astype(a.dtype)
-    small = jnp.abs(w) < 0.5
-    # a + w*d  or  b - (1-w)*d, as one multiply-add with a scalar coefficient (same rounding)
-    return jnp.where(small, a, b) + jnp.where(small, w, -(1 - w)) * (b - a)
+    """torch's ``a.lerp_(b, w)`` for a single call (see :class:`_Lerp`)."""
+    return _Lerp(w)(a, b)
 
 
 def _addcmul(a, t1, t2, value):
@@ -157,7 +180,7 @@ def _started(step: Any) -> bool:
 def _keep(new_state: Any, old_state: Any) -> Any:
     """``new_state`` with every array in the dtype it had in ``old_state`` (bf16 params keep
     bf16 state although the float32 hyperparameters promote the arithmetic)."""
-    return _tmap(lambda n, o: n.astype(o.dtype), new_state, old_state)
+    return _tmap(lambda n, o: n if n.dtype == o.dtype else n.astype(o.dtype), new_state, old_state)
 
 
 # ---------------------------------------------------------------------------- SGD
@@ -212,7 +235,8 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
             return neg_lr * g, b
 
         buf = state.momentum_buffer if has_momentum else _none_like(params)
-        u, b = _unzip(_tmap(one, grads, params, buf, _per_leaf(state.started, grads)), 2)
+        started = _per_leaf(state.started, grads) if use_buffer and has_dampening else _none_like(params)
+        u, b = _unzip(_tmap(one, grads, params, buf, started), 2)
         started = jnp.broadcast_to(started_now, jnp.shape(state.started)) if use_buffer else state.started
         return u, _keep(SGDState(b if has_momentum else None, started), state)
 
@@ -290,23 +314,24 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     def update(grads, state, params):
         lr_, b1, b2, eps_, wd = _f32(lr), _f32(betas[0]), _f32(betas[1]), _f32(eps), _f32(weight_decay)
         t = state.step + 1
-        coef = _per_leaf((lr_ / _bias_correction(b1, t), jnp.sqrt(_bias_correction(b2, t))), grads)
+        coef = _per_leaf((-(lr_ / _bias_correction(b1, t)), jnp.sqrt(_bias_correction(b2, t))), grads)
+        lerp, one_b2, decay = _Lerp(1 - b1), 1 - b2, 1 - lr_ * wd  # group-level scalars
 
         def one(g, p, m, v, vmax, c):
-            step_size, bc2_sqrt = c
+            neg_step_size, bc2_sqrt = c
             g = -g if maximize else g
             if decoupled_weight_decay:
-                p1 = p * (1 - lr_ * wd)
+                p1 = p * decay
             else:
                 g = g + wd * p
-            m = _lerp(m, g, 1 - b1)
-            v = _addcmul(v * b2, g, g, 1 - b2)
+            m = lerp(m, g)
+            v = _addcmul(v * b2, g, g, one_b2)
             if amsgrad:
                 vmax = jnp.maximum(vmax, v)
                 denom = jnp.sqrt(vmax) / bc2_sqrt + eps_
             else:
                 denom = jnp.sqrt(v) / bc2_sqrt + eps_
-            step = (-step_size) * (m / denom)
+            step = neg_step_size * (m / denom)
             u = (p1 + step) - p if decoupled_weight_decay else step
             return u, m, v, vmax
 
@@ -352,14 +377,15 @@ def adamax(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     def update(grads, state, params):
         lr_, b1, b2, eps_, wd = _f32(lr), _f32(betas[0]), _f32(betas[1]), _f32(eps), _f32(weight_decay)
         t = state.step + 1
-        coef = _per_leaf(lr_ / _bias_correction(b1, t), grads)
+        coef = _per_leaf(-(lr_ / _bias_correction(b1, t)), grads)
+        lerp = _Lerp(1 - b1)
 
-        def one(g, p, m, ui, clr):
+        def one(g, p, m, ui, neg_clr):
             g = -g if maximize else g
             g = g + wd * p
-            m = _lerp(m, g, 1 - b1)
+            m = lerp(m, g)
             ui = jnp.maximum(ui * b2, jnp.abs(g) + eps_)
-            return (-clr) * (m / ui), m, ui
+            return neg_clr * (m / ui), m, ui
 
         u, m, ui = _unzip(_tmap(one, grads, params, state.exp_avg, state.exp_inf, coef), 3)
         return u, _keep(AdamaxState(t, m, ui), state)
@@ -405,17 +431,18 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         c_grad = -lr_ * (1.0 - mu) / (1.0 - mu_product)
         c_avg = (-lr_ * mu_next) / (1.0 - mu_product_next)
         coef = _per_leaf((bc2, c_grad, c_avg), grads)
+        lerp, one_b2, decay = _Lerp(1 - b1), 1 - b2, 1 - lr_ * wd  # group-level scalars
 
         def one(g, p, m, v, c):
             bc2, c_grad, c_avg = c
             g = -g if maximize else g
             p1 = p
             if decoupled_weight_decay:
-                p1 = p * (1 - lr_ * wd)
+                p1 = p * decay
             else:
                 g = g + wd * p
-            m = _lerp(m, g, 1 - b1)
-            v = _addcmul(v * b2, g, g, 1 - b2)
+            m = lerp(m, g)
+            v = _addcmul(v * b2, g, g, one_b2)
             denom = jnp.sqrt(v / bc2) + eps_
             p1 = p1 + c_grad * (g / denom)
             p1 = p1 + c_avg * (m / denom)
@@ -478,17 +505,18 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         rect = jnp.sqrt((rho_safe - 4) * (rho_safe - 2) * rho_inf
                         / ((rho_inf - 4) * (rho_inf - 2) * rho_safe))
         coef = _per_leaf((bc1, jnp.sqrt(bc2), rectify, rect), grads)
+        lerp, one_b2, decay = _Lerp(1 - b1), 1 - b2, 1 - lr_ * wd  # group-level scalars
 
         def one(g, p, m, v, c):
             bc1, bc2_sqrt, rectify, rect = c
             g = -g if maximize else g
             p1 = p
             if decoupled_weight_decay:
-                p1 = p * (1 - lr_ * wd)
+                p1 = p * decay
             else:
                 g = g + wd * p
-            m = _lerp(m, g, 1 - b1)
-            v = _addcmul(v * b2, g, g, 1 - b2)
+            m = lerp(m, g)
+            v = _addcmul(v * b2, g, g, one_b2)
             bcm = m / bc1
             adaptive = bc2_sqrt / (jnp.sqrt(v) + eps_)
             step = jnp.where(rectify, bcm * lr_ * adaptive * rect, bcm * lr_)

@@ -49,23 +49,24 @@ def rmsprop(lr: Any = 1e-2, alpha: Any = 0.99, eps: Any = 1e-8, weight_decay: An
 
     def update(grads, state, params):
         lr_, a, eps_, wd, mu = _f32(lr), _f32(alpha), _f32(eps), _f32(weight_decay), _f32(momentum)
+        neg_lr, one_a, lerp = -lr_, 1 - a, _t._Lerp(1 - a)  # group-level scalars
 
         def one(g, p, sq, buf, ga):
             g = -g if maximize else g
             g = g + wd * p
-            sq = _t._addcmul(sq * a, g, g, 1 - a)
+            sq = _t._addcmul(sq * a, g, g, one_a)
             if centered:
-                ga = _t._lerp(ga, g, 1 - a)
+                ga = lerp(ga, g)
                 avg = jnp.sqrt(_t._addcmul(sq, ga, ga, -1))
             else:
                 avg = jnp.sqrt(sq)
             avg = avg + eps_
             if has_momentum:
                 new = buf * mu + g / avg
-                u = jnp.where(mu > 0, (-lr_) * new, (-lr_) * (g / avg))
+                u = jnp.where(mu > 0, neg_lr * new, neg_lr * (g / avg))
                 buf = jnp.where(mu > 0, new, buf)
             else:
-                u = (-lr_) * (g / avg)
+                u = neg_lr * (g / avg)
             return u, sq, buf, ga
 
         none = _t._none_like(params)
@@ -105,14 +106,14 @@ def adagrad(lr: Any = 1e-2, lr_decay: Any = 0.0, weight_decay: Any = 0.0,
     def update(grads, state, params):
         lr_, decay, wd, eps_ = _f32(lr), _f32(lr_decay), _f32(weight_decay), _f32(eps)
         t = state.step + 1
-        coef = _t._per_leaf(lr_ / (1 + (t - 1) * decay), grads)
+        coef = _t._per_leaf(-(lr_ / (1 + (t - 1) * decay)), grads)
 
-        def one(g, p, s, clr):
+        def one(g, p, s, neg_clr):
             g = -g if maximize else g
             g = g + wd * p
             s = _t._addcmul(s, g, g, 1)
             std = jnp.sqrt(s) + eps_
-            return (-clr) * (g / std), s
+            return neg_clr * (g / std), s
 
         u, s = _unzip(_tmap(one, grads, params, state.sum, coef), 2)
         return u, _t._keep(AdagradState(t, s), state)
@@ -150,16 +151,17 @@ def adadelta(lr: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6, weight_decay: Any =
 
     def update(grads, state, params):
         lr_, r, eps_, wd = _f32(lr), _f32(rho), _f32(eps), _f32(weight_decay)
+        neg_lr, one_r = -lr_, 1 - r  # group-level scalars
 
         def one(g, p, sq, acc):
             g = -g if maximize else g
             g = g + wd * p
-            sq = _t._addcmul(sq * r, g, g, 1 - r)
+            sq = _t._addcmul(sq * r, g, g, one_r)
             std = jnp.sqrt(sq + eps_)
             delta = jnp.sqrt(acc + eps_)
             delta = (delta / std) * g
-            acc = _t._addcmul(acc * r, delta, delta, 1 - r)
-            return (-lr_) * delta, sq, acc
+            acc = _t._addcmul(acc * r, delta, delta, one_r)
+            return neg_lr * delta, sq, acc
 
         u, sq, acc = _unzip(_tmap(one, grads, params, state.square_avg, state.acc_delta), 3)
         return u, _t._keep(AdadeltaState(state.step + 1, sq, acc), state)
