@@ -108,19 +108,40 @@ def _grads_with_mask(inner: Callable, tvals: list):
     """``(value, grads, used)`` of ``inner(tvals) -> (loss, aux)``.
 
     ``jax.grad`` returns dense zeros for inputs the loss never touches, where torch leaves
-    ``.grad`` as ``None`` (so its optimizers skip them: no weight decay, no momentum). The
-    forward is traced to a jaxpr (forward only: cheaper than differentiating through the
-    jaxpr) and dead-code elimination tells which inputs reach the loss.
+    ``.grad`` as ``None`` (so its optimizers skip them: no weight decay, no momentum).
+
+    1. The linear jaxpr that ``jax.vjp`` builds anyway says which inputs' tangents reach
+       the loss; dead-code elimination on it is cheap. Every input it marks is used.
+    2. Only when some input is unmarked (or that jaxpr is not available) is the forward
+       traced again, forward only, to tell an input the loss never reads (``None``) from
+       one it reads through a non-differentiable path such as ``round`` or ``stop_gradient``
+       (a zero gradient, as before). In the common case the model's Python runs once.
     """
     if _dce_jaxpr is None or not tvals:
         value, gs = jax.value_and_grad(inner, has_aux=True)(tvals)
         return value, gs, [True] * len(tvals)
-    # forward-only trace for the mask (only the loss is an output: aux values of any type
-    # pass through the real differentiation below, as with jax.grad's has_aux)
-    closed = jax.make_jaxpr(lambda tv: inner(tv)[0])(tvals)
-    _, used = _dce_jaxpr(closed.jaxpr, [True])
-    value, gs = jax.value_and_grad(inner, has_aux=True)(tvals)
-    return value, gs, list(used)
+    loss, f_vjp, extra = jax.vjp(inner, tvals, has_aux=True)
+    (gs,) = f_vjp(jnp.ones_like(loss))
+    used = _tangent_mask(f_vjp, len(tvals))
+    if used is None or not all(used):
+        # forward-only trace (only the loss is an output: aux values of any type pass
+        # through the differentiation above, as with jax.grad's has_aux)
+        closed = jax.make_jaxpr(lambda tv: inner(tv)[0])(tvals)
+        _, reads = _dce_jaxpr(closed.jaxpr, [True])
+        used = list(reads) if used is None else [u or r for u, r in zip(used, reads)]
+    return (loss, extra), gs, list(used)
+
+
+def _tangent_mask(f_vjp: Any, n: int):
+    """Which of the ``n`` inputs' tangents reach the output of ``f_vjp``'s linear jaxpr,
+    or ``None`` where this JAX version does not expose it (``VJP.jaxpr``; jax 0.10 has it)."""
+    try:
+        jaxpr = f_vjp.jaxpr
+        if len(jaxpr.invars) != n:
+            return None
+        return list(_dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))[1])
+    except Exception:  # pragma: no cover  (older JAX: no .jaxpr on the vjp function)
+        return None
 
 
 def value_and_grad(fn: Callable[..., Any], has_aux: bool = False) -> Callable[..., Any]:

@@ -389,6 +389,60 @@ def test_unused_parameter_gets_no_grad_like_torch():
     assert j3.b.grad is None and j3.a.grad is not None
 
 
+def test_grad_mask_traces_forward_once_unless_a_parameter_is_unreached():
+    """The mask comes from the vjp's linear jaxpr; the forward is re-traced (forward only)
+    only to classify parameters whose tangent does not reach the loss: ``round`` reads the
+    parameter (zero grad, as torch's round backward), an unused one gets ``None``."""
+    calls = []
+
+    class J(jnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = jnn.Parameter(jnp.asarray(randn(3, seed=1)))
+            self.r = jnn.Parameter(jnp.asarray(randn(3, seed=2) * 3))
+            self.u = jnn.Parameter(jnp.asarray(randn(3, seed=4)))
+
+        def forward(self, x, use_r):
+            calls.append(1)
+            out = jnp.sum(self.a * x)
+            return out + jnp.sum(jnp.round(self.r) * x) if use_r else out
+
+    class T(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = tnn.Parameter(torch.tensor(randn(3, seed=1)))
+            self.r = tnn.Parameter(torch.tensor(randn(3, seed=2) * 3))
+            self.u = tnn.Parameter(torch.tensor(randn(3, seed=4)))
+
+    x = randn(3, seed=3)
+    t = T()
+    ((t.a * torch.tensor(x)).sum() + (torch.round(t.r) * torch.tensor(x)).sum()).backward()
+    _, j = jparam.backward(lambda m, x: m(x, True), J(), jnp.asarray(x))
+    assert len(calls) == 2  # u is unreached: one forward-only trace to classify it
+    assert t.u.grad is None and j.u.grad is None
+    assert_close(j.r.grad, t.r.grad)  # zeros
+    np.testing.assert_array_equal(np.asarray(j.r.grad), 0.0)
+    assert_close(j.a.grad, t.a.grad)
+    calls.clear()
+
+    class K(jnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = jnn.Parameter(jnp.asarray(randn(3, seed=1)))
+            self.b = jnn.Parameter(jnp.asarray(randn(3, seed=2)))
+
+        def forward(self, x):
+            calls.append(1)
+            return jnp.sum(jnp.tanh(self.a * x) * self.b)
+
+    _, k = jax.jit(lambda m, x: jparam.backward(lambda m, x: m(x), m, x))(K(), jnp.asarray(x))
+    assert len(calls) == 1  # every parameter reached: the forward is traced once
+    a, b = randn(3, seed=1), randn(3, seed=2)
+    th = np.tanh(a * x)
+    assert_close(k.b.grad, th)
+    assert_close(k.a.grad, (1 - th ** 2) * x * b)
+
+
 def test_same_layer_twice_in_sequential_like_torch():
     tl = tnn.Linear(3, 3)
     ts = tnn.Sequential(tl, tnn.Tanh(), tl)
