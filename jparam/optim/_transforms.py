@@ -131,9 +131,14 @@ class _Lerp:
         return jnp.where(small, a, b) + c * (b - a)
 
 
-def _lerp(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
-    """torch's ``a.lerp_(b, w)`` for a single call (see :class:`_Lerp`)."""
-    return _Lerp(w)(a, b)
+def _none_like(params):
+    """A placeholder tree for an absent state field (its leaves are ignored)."""
+    return _tmap(lambda p: 0, params)
+
+
+def _unzip(out, n):
+    is_t = lambda o: isinstance(o, tuple)  # noqa: E731
+    return tuple(_tmap(lambda o: o[i], out, is_leaf=is_t) for i in range(n))
 
 
 def _addcmul(a, t1, t2, value):
@@ -235,8 +240,8 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
             return neg_lr * g, b
 
         buf = state.momentum_buffer if has_momentum else _none_like(params)
-        started = _per_leaf(state.started, grads) if use_buffer and has_dampening else _none_like(params)
-        u, b = _unzip(_tmap(one, grads, params, buf, started), 2)
+        each = _per_leaf(state.started, grads) if use_buffer and has_dampening else _none_like(params)
+        u, b = _unzip(_tmap(one, grads, params, buf, each), 2)
         started = jnp.broadcast_to(started_now, jnp.shape(state.started)) if use_buffer else state.started
         return u, _keep(SGDState(b if has_momentum else None, started), state)
 
@@ -259,16 +264,6 @@ class AdamState(NamedTuple):
     exp_avg: Any
     exp_avg_sq: Any
     max_exp_avg_sq: Any  # None unless amsgrad
-
-
-def _none_like(params):
-    """A placeholder tree for an absent state field (its leaves are ignored)."""
-    return _tmap(lambda p: 0, params)
-
-
-def _unzip(out, n):
-    is_t = lambda o: isinstance(o, tuple)  # noqa: E731
-    return tuple(_tmap(lambda o: o[i], out, is_leaf=is_t) for i in range(n))
 
 
 def _moments_torch(names: Sequence[str], cls, init):
