@@ -1,10 +1,12 @@
 """Split one time-to-first-step point into trace+lower and XLA compile, in a fresh process:
 
-    python benchmarks/aot_split.py FRAMEWORK CASE DEPTH [--optax-adam]
+    python benchmarks/aot_split.py FRAMEWORK CASE DEPTH [--optax-adam] [--count-calls]
 
 Prints one JSON line (``lower_s``, ``compile_s``, StableHLO op count). ``--optax-adam`` (jparam
 only) swaps ``optim.Adam`` for ``optim.Optimizer(params, optax.adam(...))`` to separate the
-optimizer's compile cost from the model's. Run the frameworks alternately, several times.
+optimizer's compile cost from the model's. ``--count-calls`` also counts the Python function
+calls made while lowering (cProfile; deterministic, unlike the timings, but it slows
+``lower_s``). Run the frameworks alternately, several times.
 """
 from __future__ import annotations
 
@@ -37,15 +39,26 @@ def main(argv):
     else:
         runner = build(fw, c, sd, data)
     jax.jit(jax.value_and_grad(lambda a: jnp.sum(jnp.tanh(a) ** 2)))(jnp.ones(3))[0].block_until_ready()
+    prof = None
+    if "--count-calls" in argv:
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
     t0 = time.perf_counter()
     lowered = runner.lower()
     t1 = time.perf_counter()
+    calls = None
+    if prof is not None:
+        import pstats
+        prof.disable()
+        calls = sum(v[1] for v in pstats.Stats(prof).stats.values())
     lowered.compile()
     t2 = time.perf_counter()
     ops = len(re.findall(r"^\s+%\S+ = ", lowered.as_text(), re.M))
     print(json.dumps({"framework": fw, "case": case_name, "depth": depth,
                       "optax_adam": "--optax-adam" in argv, "lower_s": round(t1 - t0, 3),
-                      "compile_s": round(t2 - t1, 3), "stablehlo_ops": ops}))
+                      "compile_s": round(t2 - t1, 3), "stablehlo_ops": ops,
+                      **({"python_calls": calls} if calls is not None else {})}))
 
 
 if __name__ == "__main__":
