@@ -40,9 +40,15 @@ def _split(model: Module):
 
 
 def _rebuild_for_grad(leaves, aux, train, tvals):
-    stopped = [jax.lax.stop_gradient(v) if isinstance(v, jax.Array) else v for v in leaves]
+    """The model with ``tvals`` as its trainable parameters and every other array leaf
+    behind ``stop_gradient`` (the trainable slots are replaced, so they are not wrapped)."""
+    stopped = list(leaves)
     for i, t in zip(train, tvals):
         stopped[i] = t
+    slots = set(train)
+    for i, v in enumerate(leaves):
+        if i not in slots and isinstance(v, jax.Array):
+            stopped[i] = jax.lax.stop_gradient(v)
     return fl.unflatten_module(aux, stopped)
 
 

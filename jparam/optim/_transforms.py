@@ -13,6 +13,8 @@ Contract used by :class:`jparam.optim.Optimizer`:
   updates a param group as one list of parameters with their per-parameter counts (torch
   keeps a step per parameter) stacked, so each step-dependent coefficient (bias
   corrections, ...) is computed once per group, on a vector, instead of once per parameter.
+  A vector field may come back as a scalar when every entry is equal (SGD's ``started``
+  after a step): the optimizer then shares it among the group's parameters.
 * Every numeric hyperparameter, ``lr`` included, may be a Python float or a traced jax
   scalar: there is no Python ``if`` on a numeric value, so a jitted step built from
   hyperparameters that are pytree leaves never recompiles when they change.
@@ -242,7 +244,9 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
         buf = state.momentum_buffer if has_momentum else _none_like(params)
         each = _per_leaf(state.started, grads) if use_buffer and has_dampening else _none_like(params)
         u, b = _unzip(_tmap(one, grads, params, buf, each), 2)
-        started = jnp.broadcast_to(started_now, jnp.shape(state.started)) if use_buffer else state.started
+        # one flag for the whole group (the optimizer shares a 0-d scalar field among the
+        # group's parameters instead of splitting a vector of equal entries)
+        started = started_now if use_buffer else state.started
         return u, _keep(SGDState(b if has_momentum else None, started), state)
 
     def to_torch_state(state):

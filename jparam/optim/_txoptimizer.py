@@ -71,7 +71,9 @@ class TxOptimizer(Optimizer):
             return _pack_scalars(vals) if name in _SCALAR_FIELDS else vals
 
         us, new = tx.update(list(grads), cls(*(gather(f) for f in cls._fields)), list(params))
-        fields = [None if v is None else (_unpack_scalars(v) if f in _SCALAR_FIELDS else v)
+        n = len(params)
+        fields = [None if v is None else v if f not in _SCALAR_FIELDS
+                  else [v] * n if v.ndim == 0 else _unpack_scalars(v)  # 0-d: one value for all
                   for f, v in zip(cls._fields, new)]
         return list(us), [cls(*(None if v is None else v[k] for v in fields)) for k in range(len(params))]
 
