@@ -87,6 +87,19 @@ def _bias_correction(beta: jax.Array, t: jax.Array) -> jax.Array:
     return -jnp.expm1(t * jnp.log1p(beta - 1))
 
 
+def _entries(vec: Any) -> list:
+    """The entries of a vector as scalars. Traced: one ``split`` and a squeeze per entry,
+    half the trace (and lowering) work of ``list(vec)``, which slices each entry apart.
+
+    Example:
+        >>> _entries(jnp.arange(3.))
+        [Array(0., dtype=float32), Array(1., dtype=float32), Array(2., dtype=float32)]
+    """
+    if isinstance(vec, jax.core.Tracer) and vec.ndim == 1 and vec.shape[0] > 1:
+        return [jax.lax.squeeze(x, (0,)) for x in jax.lax.split(vec, (1,) * vec.shape[0])]
+    return list(vec)
+
+
 def _per_leaf(c: Any, tree: Any) -> Any:
     """The scalar coefficients ``c`` (a pytree of arrays) for each leaf of ``tree``.
 
@@ -104,8 +117,7 @@ def _per_leaf(c: Any, tree: Any) -> Any:
         if jnp.ndim(x) not in (0, 1) or (jnp.ndim(x) == 1 and x.shape[0] != n):
             raise ValueError(f"optimizer state scalar of shape {tuple(jnp.shape(x))}: expected a scalar "
                              f"or one entry per parameter leaf, shape ({n},)")
-    # a vector is split once (list(x): one op), not indexed once per leaf
-    cols = [[x] * n if jnp.ndim(x) == 0 else list(x) for x in cs]
+    cols = [[x] * n if jnp.ndim(x) == 0 else _entries(x) for x in cs]
     return jax.tree_util.tree_unflatten(
         td, [jax.tree_util.tree_unflatten(ctd, [col[k] for col in cols]) for k in range(n)])
 

@@ -26,6 +26,7 @@ from jparam import _flatten as fl
 from jparam._module import Module
 from jparam._parameter import Parameter
 from jparam._tracing import trace_state_clean
+from jparam.optim._transforms import _entries
 
 __all__ = ["Optimizer", "ParamGroup", "required"]
 
@@ -799,16 +800,9 @@ def _pack_scalars(vals: list) -> Any:
 
 
 def _unpack_scalars(vec: Any) -> list:
-    """The entries of a packed vector as scalars. Remembered weakly, so
-    :func:`_pack_scalars` of the same scalars returns ``vec`` itself.
-
-    Concrete: ``list(vec)`` (indexing entry by entry would cost a dispatch each). Traced:
-    one ``split`` and a squeeze per entry, half the trace time of ``list`` (a slice and a
-    squeeze per entry)."""
-    if isinstance(vec, jax.core.Tracer) and vec.ndim == 1 and vec.shape[0] > 1:
-        out = [jax.lax.squeeze(x, (0,)) for x in jax.lax.split(vec, (1,) * vec.shape[0])]
-    else:
-        out = list(vec)
+    """The entries of a packed vector as scalars (one split, not an index per entry).
+    Remembered weakly, so :func:`_pack_scalars` of the same scalars returns ``vec`` itself."""
+    out = _entries(vec)
     if len(out) > 1 and isinstance(vec, jax.Array):
         if len(_UNPACKED) >= 1024:
             _UNPACKED.clear()
