@@ -325,11 +325,13 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     def update(grads, state, params):
         lr_, b1, b2, eps_, wd = _f32(lr), _f32(betas[0]), _f32(betas[1]), _f32(eps), _f32(weight_decay)
         t = state.step + 1
-        coef = _per_leaf((-(lr_ / _bias_correction(b1, t)), jnp.sqrt(_bias_correction(b2, t))), grads)
+        # a reciprocal, once per group: XLA's CPU backend turns ``x / c`` (c a per-parameter
+        # scalar) into ``x * (1/c)`` anyway, with one tiny kernel per parameter for ``1/c``
+        coef = _per_leaf((-(lr_ / _bias_correction(b1, t)), 1 / jnp.sqrt(_bias_correction(b2, t))), grads)
         lerp, one_b2, decay = _Lerp(1 - b1), 1 - b2, 1 - lr_ * wd  # group-level scalars
 
         def one(g, p, m, v, vmax, c):
-            neg_step_size, bc2_sqrt = c
+            neg_step_size, inv_bc2_sqrt = c
             g = -g if maximize else g
             if decoupled_weight_decay:
                 p1 = p * decay
@@ -339,9 +341,9 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
             v = _addcmul(v * b2, g, g, one_b2)
             if amsgrad:
                 vmax = jnp.maximum(vmax, v)
-                denom = jnp.sqrt(vmax) / bc2_sqrt + eps_
+                denom = jnp.sqrt(vmax) * inv_bc2_sqrt + eps_
             else:
-                denom = jnp.sqrt(v) / bc2_sqrt + eps_
+                denom = jnp.sqrt(v) * inv_bc2_sqrt + eps_
             step = neg_step_size * (m / denom)
             u = (p1 + step) - p if decoupled_weight_decay else step
             return u, m, v, vmax
@@ -441,11 +443,11 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         mu_product_next = mu_product * mu_next
         c_grad = -lr_ * (1.0 - mu) / (1.0 - mu_product)
         c_avg = (-lr_ * mu_next) / (1.0 - mu_product_next)
-        coef = _per_leaf((bc2, c_grad, c_avg), grads)
+        coef = _per_leaf((1 / bc2, c_grad, c_avg), grads)
         lerp, one_b2, decay = _Lerp(1 - b1), 1 - b2, 1 - lr_ * wd  # group-level scalars
 
         def one(g, p, m, v, c):
-            bc2, c_grad, c_avg = c
+            inv_bc2, c_grad, c_avg = c
             g = -g if maximize else g
             p1 = p
             if decoupled_weight_decay:
@@ -454,7 +456,7 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
                 g = g + wd * p
             m = lerp(m, g)
             v = _addcmul(v * b2, g, g, one_b2)
-            denom = jnp.sqrt(v / bc2) + eps_
+            denom = jnp.sqrt(v * inv_bc2) + eps_
             p1 = p1 + c_grad * (g / denom)
             p1 = p1 + c_avg * (m / denom)
             return p1 - p, m, v
@@ -515,11 +517,11 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         rho_safe = jnp.where(rectify, rho_t, 10.0)  # keeps the unused branch finite
         rect = jnp.sqrt((rho_safe - 4) * (rho_safe - 2) * rho_inf
                         / ((rho_inf - 4) * (rho_inf - 2) * rho_safe))
-        coef = _per_leaf((bc1, jnp.sqrt(bc2), rectify, rect), grads)
+        coef = _per_leaf((1 / bc1, jnp.sqrt(bc2), rectify, rect), grads)
         lerp, one_b2, decay = _Lerp(1 - b1), 1 - b2, 1 - lr_ * wd  # group-level scalars
 
         def one(g, p, m, v, c):
-            bc1, bc2_sqrt, rectify, rect = c
+            inv_bc1, bc2_sqrt, rectify, rect = c
             g = -g if maximize else g
             p1 = p
             if decoupled_weight_decay:
@@ -528,7 +530,7 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
                 g = g + wd * p
             m = lerp(m, g)
             v = _addcmul(v * b2, g, g, one_b2)
-            bcm = m / bc1
+            bcm = m * inv_bc1
             adaptive = bc2_sqrt / (jnp.sqrt(v) + eps_)
             step = jnp.where(rectify, bcm * lr_ * adaptive * rect, bcm * lr_)
             u = (p1 - step) - p if decoupled_weight_decay else -step
