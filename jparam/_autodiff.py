@@ -42,13 +42,9 @@ def _split(model: Module):
 def _rebuild_for_grad(leaves, aux, train, tvals):
     """The model with ``tvals`` as its trainable parameters and every other array leaf
     behind ``stop_gradient`` (the trainable slots are replaced, so they are not wrapped)."""
-    stopped = list(leaves)
-    for i, t in zip(train, tvals):
-        stopped[i] = t
-    slots = set(train)
-    for i, v in enumerate(leaves):
-        if i not in slots and isinstance(v, jax.Array):
-            stopped[i] = jax.lax.stop_gradient(v)
+    slots = dict(zip(train, tvals))
+    stopped = [slots[i] if i in slots else jax.lax.stop_gradient(v) if isinstance(v, jax.Array) else v
+               for i, v in enumerate(leaves)]
     return fl.unflatten_module(aux, stopped)
 
 

@@ -36,11 +36,19 @@ def _mlp():
     return nn.Sequential(*layers)
 
 
-def _step(model, opt, x, y):
-    model = model.zero_grad()
-    loss, model = jparam.backward(lambda m, x, y: F.mse_loss(m(x), y), model, x, y)
-    model, opt = opt.step(model)
-    return model, opt, loss
+def _train_step(loss_fn):
+    """The README's loop: zero_grad, backward, step."""
+
+    def step(model, opt, x, y):
+        model = model.zero_grad()
+        loss, model = jparam.backward(loss_fn, model, x, y)
+        model, opt = opt.step(model)
+        return model, opt, loss
+
+    return step
+
+
+_step = _train_step(lambda m, x, y: F.mse_loss(m(x), y))
 
 
 def test_sgd_step_slices_no_state_per_parameter_and_stops_no_parameter():
@@ -73,12 +81,7 @@ def test_only_non_trainable_leaves_are_stopped_and_the_step_matches_torch():
     t[0].weight.requires_grad_(False)
     topt = torch.optim.SGD([p for p in t.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
 
-    def step(model, opt, x, y):
-        model = model.zero_grad()
-        loss, model = jparam.backward(lambda m, x, y: F.mse_loss(m(x) * m.scale, y), model, x, y)
-        model, opt = opt.step(model)
-        return model, opt, loss
-
+    step = _train_step(lambda m, x, y: F.mse_loss(m(x) * m.scale, y))
     counts = _count(jax.make_jaxpr(step)(model, opt, jnp.zeros((5, 6)), jnp.zeros((5, 6))).jaxpr)
     assert counts["stop_gradient"] == 2, counts  # the frozen weight and the buffer
     rng = np.random.default_rng(1)

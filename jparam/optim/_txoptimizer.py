@@ -75,7 +75,7 @@ class TxOptimizer(Optimizer):
         fields = [None if v is None else v if f not in _SCALAR_FIELDS
                   else [v] * n if v.ndim == 0 else _unpack_scalars(v)  # 0-d: one value for all
                   for f, v in zip(cls._fields, new)]
-        return list(us), [cls(*(None if v is None else v[k] for v in fields)) for k in range(len(params))]
+        return list(us), [cls(*(None if v is None else v[k] for v in fields)) for k in range(n)]
 
     def _state_to_torch(self, group, struct, state) -> Dict[str, Any]:
         return dict(self._make(group, struct).to_torch_state(state))
