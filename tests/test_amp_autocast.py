@@ -233,7 +233,7 @@ def test_float32_ops_upcast_low_precision_inputs():
     for name, o in outs.items():
         assert o.dtype == jnp.float32, (name, o.dtype)
     with torch.autocast("cpu", dtype=torch.bfloat16):   # torch's CPU list has the losses
-        t = TF.cross_entropy(torch.from_numpy(np.asarray(h.astype(jnp.float32))).bfloat16(),
+        t = TF.cross_entropy(torch.tensor(np.array(h.astype(jnp.float32))).bfloat16(),
                              torch.tensor([1, 2, 3, 0]))
     assert t.dtype == torch.float32
     np.testing.assert_allclose(float(outs["cross_entropy"]), float(t), rtol=1e-6)
