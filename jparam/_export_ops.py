@@ -26,6 +26,7 @@ __all__ = ["OPS", "RANDOM_OPS"]
 OPS: dict[str, Callable[..., Any]] = {}
 RANDOM_OPS = frozenset({"aten.native_dropout.default", "aten.dropout.default",
                         "aten.scaled_dot_product_attention.default", "aten.bernoulli.p",
+                        "aten.bernoulli.default",
                         "aten.rand_like.default", "aten.randn_like.default"})
 
 
@@ -462,6 +463,11 @@ def _constant_pad(self, pad, value=0):
     return F.pad(self, tuple(pad), value=value)
 
 
+@_op("aten.pad.default")
+def _pad(self, pad, mode="constant", value=None):
+    return F.pad(self, tuple(pad), mode=mode, value=value)
+
+
 # ----------------------------------------------------------------------- dtypes and factories
 @_op("aten._to_copy.default", "aten.to.dtype_layout", "aten.to.dtype", "aten.to.device")
 def _to(self, *args, dtype=None, **kwargs):
@@ -643,6 +649,11 @@ def _dropout(input, p, train, *, rng):
 @_op("aten.bernoulli.p")
 def _bernoulli(self, p=0.5, *, rng, generator=None):
     return jax.random.bernoulli(rng(), p, self.shape).astype(self.dtype)
+
+
+@_op("aten.bernoulli.default")
+def _bernoulli_tensor(self, *, rng, generator=None):
+    return jax.random.bernoulli(rng(), self, self.shape).astype(self.dtype)
 
 
 _op("aten.rand_like.default")(

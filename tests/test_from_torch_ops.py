@@ -149,7 +149,7 @@ CASES = [
     ("max_min", ["aten.max.default", "aten.min.default"], lambda x: x * x.max() - x.min(), [f(3, 5)]),
     ("argmax_argmin", ["aten.argmax.default", "aten.argmin.default"],
      lambda x: x * (x.argmax(-1, keepdim=True) + x.argmin(-1, keepdim=True)), [f(3, 5)]),
-    ("var_std", ["aten.var.correction", "aten.std.correction"],
+    ("var_std", ["aten.var.correction", "aten.std.dim", "aten.var.dim"],
      lambda x: x.var(-1) + x.std(0, unbiased=False).sum() + x.var(), [f(4, 5)]),
     ("any_all", ["aten.any.dim", "aten.all.dim", "aten.any.default"],
      lambda x, m: x * (m.any(-1, keepdim=True).float() + m.all(-1, keepdim=True).float() + m.any().float()),
@@ -159,10 +159,10 @@ CASES = [
      lambda x: torch.linalg.vector_norm(x, dim=-1) + x.norm(), [f(3, 5)]),
     ("cumsum", "aten.cumsum.default", lambda x: x.cumsum(1), [f(3, 5)]),
     ("cumsum_bool", "aten.cumsum.default", lambda x, m: x * m.cumsum(-1), [f(3, 5), b(3, 5)]),
-    ("softmax", ["aten._softmax.default", "aten._log_softmax.default"],
+    ("softmax", ["aten.softmax.int", "aten.log_softmax.int"],
      lambda x: x.softmax(-1) * x.log_softmax(0), [f(3, 5)]),
     ("linear", "aten.linear.default", lambda x, w, c: TF.linear(x, w, c), [f(2, 3, 4), f(5, 4), f(5)]),
-    ("matmul", ["aten.mm.default", "aten.bmm.default", "aten.t.default"],
+    ("matmul", ["aten.matmul.default", "aten.bmm.default", "aten.t.default"],
      lambda x, y, z: (x @ y.t()).sum() + torch.bmm(z, z.transpose(1, 2)), [f(3, 4), f(5, 4), f(2, 3, 4)]),
     ("matmul_nd", "aten.matmul.default", lambda x, y: x @ y, [f(2, 3, 4, 5), f(5, 2)]),
     ("addmm", "aten.addmm.default", lambda c, x, w: torch.addmm(c, x, w, beta=0.5, alpha=2.0),
@@ -171,9 +171,8 @@ CASES = [
      [f(2, 3, 5), f(2, 3, 4), f(2, 4, 5)]),
     ("einsum", "aten.einsum.default", lambda x, y: torch.einsum("bij,bjk->bik", x, y),
      [f(2, 3, 4), f(2, 4, 5)]),
-    ("views", ["aten.view.default", "aten.reshape.default", "aten.permute.default",
-               "aten.transpose.int", "aten.unsqueeze.default", "aten.contiguous.default",
-               "aten.clone.default"],
+    ("views", ["aten.view.default", "aten.permute.default", "aten.transpose.int",
+               "aten.unsqueeze.default", "aten.clone.default"],
      lambda x: x.view(6, 4).reshape(2, 12).t().contiguous().permute(1, 0).unsqueeze(-1).clone()
      .transpose(0, 2), [f(2, 3, 4)]),
     ("alias_detach", ["aten.alias.default", "aten.detach.default"],
@@ -181,14 +180,14 @@ CASES = [
     ("squeeze", ["aten.squeeze.dim", "aten.squeeze.dims"],
      lambda x: x.squeeze(1) + x.squeeze((1, 3)).unsqueeze(-1) + x.squeeze(0), [f(3, 1, 4, 1)]),
     ("expand", "aten.expand.default", lambda x: x.expand(2, 3, -1) * 2, [f(3, 1)]),
-    ("flatten_unflatten", ["aten.flatten.using_ints", "aten.unflatten.int"],
+    ("flatten_unflatten", ["aten.view.default"],
      lambda x: x.flatten(1).unflatten(1, (4, 3)), [f(2, 3, 4)]),
     ("select_slice", ["aten.select.int", "aten.slice.Tensor"],
      lambda x: x[:, 1] + x[:, -1] + x[1:, ::2].sum(), [f(3, 4)]),
-    ("narrow", "aten.narrow.default", lambda x: torch.narrow(x, 1, 1, 2), [f(3, 4)]),
+    ("narrow", "aten.slice.Tensor", lambda x: torch.narrow(x, 1, 1, 2), [f(3, 4)]),
     ("split", ["aten.split.Tensor", "aten.split_with_sizes.default"],
-     lambda x: x.split(2, -1)[1] * x.split([1, 3], -1)[1][..., :2], [f(3, 5)]),
-    ("chunk_unbind", ["aten.chunk.default", "aten.unbind.int"],
+     lambda x: x.split(2, -1)[1] * x.split([2, 3], -1)[1][..., :2], [f(3, 5)]),
+    ("chunk_unbind", ["aten.split.Tensor", "aten.unbind.int"],
      lambda x: torch.ops.aten.chunk(x, 3, 1)[2] + sum(torch.ops.aten.unbind(x, 1)).unsqueeze(-1),
      [f(3, 6)]),
     ("cat_stack", ["aten.cat.default", "aten.stack.default"],
@@ -198,14 +197,17 @@ CASES = [
      [f(3, 2)]),
     ("tril_triu", ["aten.tril.default", "aten.triu.default"],
      lambda x: x.tril(-1) + x.triu(1) * 2, [f(4, 4)]),
-    ("index", "aten.index.Tensor", lambda x, ix: x[ix] + x[:, ix[:4]].sum(), [f(5, 4), i(5, 4)]),
+    ("index", "aten.index.Tensor", lambda x, ix: x[ix] + x[:, ix].sum(), [f(5, 4), i(4, 4)]),
     ("index_put", "aten.index_put.default",
      lambda x, ix, v: torch.ops.aten.index_put(x, [ix], v, True) * 1.5, [f(5, 3), i(5, 4), f(4, 3)]),
     ("index_select", "aten.index_select.default", lambda x, ix: x.index_select(1, ix), [f(3, 5), i(5, 4)]),
     ("gather", "aten.gather.default", lambda x, ix: x.gather(1, ix), [f(3, 5), i(5, 2, 3)]),
     ("diff", "aten.diff.default", lambda x: torch.diff(x, dim=-1), [f(3, 5)]),
-    ("pad", "aten.constant_pad_nd.default", lambda x: TF.pad(x, (1, 2, 0, 1), value=0.5), [f(2, 3, 4)]),
-    ("to_dtype", ["aten.to.dtype", "aten._to_copy.default"],
+    ("pad", ["aten.pad.default"], lambda x: TF.pad(x, (1, 2, 0, 1), value=0.5)
+     + TF.pad(x, (1, 2, 0, 1), mode="reflect"), [f(2, 3, 4)]),
+    ("constant_pad_nd", "aten.constant_pad_nd.default",
+     lambda x: torch.constant_pad_nd(x, (1, 2, 0, 1), 0.5), [f(2, 3, 4)]),
+    ("to_dtype", ["aten._to_copy.default"],
      lambda x: x.to(torch.float64).to(torch.float32) * x.to(torch.int64).float(), [f(5)]),
     ("type_as", "aten.type_as.default", lambda x, n: x * n.type_as(x), [f(5), i(4, 5)]),
     ("factories", ["aten.arange.default", "aten.arange.start", "aten.arange.start_step",
@@ -220,7 +222,7 @@ CASES = [
      lambda x: x * (torch.full_like(x, 2.0) + torch.zeros_like(x) + torch.ones_like(x)
                     + x.new_zeros(x.shape) + x.new_ones(x.shape) + x.new_full(x.shape, 3.0))
      + torch.ops.aten.fill(x, 0.5), [f(2, 3)]),
-    ("copy", "aten.copy.default", lambda x, y: torch.ops.aten.copy(x, y) * 2, [f(2, 3), f(3)]),
+    ("copy", "aten.copy.default", lambda x, y: torch.zeros(2, 3).copy_(y) * 2 + x, [f(2, 3), f(3)]),
     ("embedding", "aten.embedding.default",
      lambda w, ix: TF.embedding(ix, w) + TF.embedding(ix, w, padding_idx=0), [f(6, 4), i(6, 2, 5)]),
     ("layer_norm", "aten.layer_norm.default",
@@ -260,55 +262,64 @@ _BN_EVAL = ["aten._native_batch_norm_legit_no_training.default"]
 _BN_NOSTATS = ["aten._native_batch_norm_legit.no_stats"]
 
 
-def _convert(tm):
+class _AllCases(torch.nn.Module):
+    """Every case as a submodule ``c<k>``: one export, one jitted forward and backward."""
+
+    def __init__(self):
+        super().__init__()
+        for k, (name, _, fn, specs) in enumerate(CASES):
+            self.add_module(f"c{k}", _Case(fn, specs, seed=len(name)))
+
+    def forward(self):
+        return tuple(getattr(self, f"c{k}")() for k in range(len(CASES)))
+
+
+def _as_tuple(x):
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+@pytest.fixture(scope="module")
+def all_cases():
+    """torch outputs/grads and jparam outputs/grads/graph for every case, computed once."""
+    tm = _AllCases()
     g = capture(tm, (), None, None)
+    _SEEN.update(g.ops())
     jm = ExportedModule(layout_of(tm), g, g)
     jm.load_state_dict(tm.state_dict())
-    jm.training = tm.training
-    return jm, g
-
-
-def _check(tm, seen):
-    jm, g = _convert(tm)
-    seen.update(g.ops())
-    want = tm()
-    out, jm2 = jparam.call(jm)
-    wants = want if isinstance(want, (tuple, list)) else (want,)
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    for w, o in zip(wants, outs):
-        np.testing.assert_allclose(np.asarray(o), w.detach().numpy(), rtol=1e-5, atol=1e-5)
-    # gradient of sum(out * cotangent) with respect to every float input
-    cots = [np.random.default_rng(7).normal(size=tuple(w.shape)).astype(np.float32)
-            if w.is_floating_point() else None for w in wants]
-    if not any(w.requires_grad for w in wants):
-        return g
+    want = [_as_tuple(w) for w in tm()]
+    cots = [[np.random.default_rng(7).normal(size=tuple(w.shape)).astype(np.float32)
+             if w.is_floating_point() and w.requires_grad else None for w in ws] for ws in want]
+    sum((w * torch.from_numpy(c)).sum() for ws, cs in zip(want, cots)
+        for w, c in zip(ws, cs) if c is not None).backward()
 
     def loss_j(m):
-        r = m()
-        r = r if isinstance(r, (tuple, list)) else (r,)
-        return sum(jnp.sum(o * c) for o, c in zip(r, cots) if c is not None)
+        outs = [_as_tuple(o) for o in m()]
+        return sum(jnp.sum(o * c) for os_, cs in zip(outs, cots) for o, c in zip(os_, cs)
+                   if c is not None)
 
-    sum((w * torch.from_numpy(c)).sum() for w, c in zip(wants, cots) if c is not None).backward()
-    _, jg = jparam.backward(loss_j, jm)
-    grads = dict(jg.named_parameters())
-    for n, p in tm.named_parameters():
+    out = jax.jit(lambda m: m())(jm)
+    _, jg = jax.jit(lambda m: jparam.backward(loss_j, m))(jm)
+    return tm, want, [_as_tuple(o) for o in out], dict(jg.named_parameters()), g
+
+
+@pytest.mark.parametrize("k", range(len(CASES)), ids=[c[0] for c in CASES])
+def test_operator_matches_torch(all_cases, k):
+    name, expected, _, _ = CASES[k]
+    tm, want, out, jgrads, g = all_cases
+    ops = {n.op for n in g.nodes if n.module.startswith(f"c{k} ")}
+    expected = [expected] if isinstance(expected, str) else expected
+    missing = set(expected) - ops
+    assert not missing, f"{name}: the graph did not contain {missing} (it has {sorted(ops)})"
+    for w, o in zip(want[k], out[k]):
+        np.testing.assert_allclose(np.asarray(o), w.detach().numpy(), rtol=1e-5, atol=1e-5)
+    for n, p in getattr(tm, f"c{k}").named_parameters(prefix=f"c{k}"):
         tg = np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy()
-        jgrad = grads[n].grad
+        jgrad = jgrads[n].grad
         jgrad = np.zeros(p.shape, np.float32) if jgrad is None else np.asarray(jgrad)
         np.testing.assert_allclose(jgrad, tg, rtol=1e-4, atol=1e-5, err_msg=f"grad of {n}")
-    return g
 
 
 _SEEN: set = set()
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_operator_matches_torch(case):
-    name, expected, fn, specs = case
-    g = _check(_Case(fn, specs, seed=len(name)), _SEEN)
-    expected = [expected] if isinstance(expected, str) else expected
-    missing = set(expected) - set(g.ops())
-    assert not missing, f"{name}: the graph did not contain {missing} (it has {g.ops()})"
 
 
 @pytest.mark.parametrize("mode", ["train", "eval", "no_stats"])
@@ -367,6 +378,7 @@ def test_random_ops_draw_fresh_keys_and_keep_torch_statistics():
     _SEEN.update(g.ops())
     assert g.random
     jm = ExportedModule(layout_of(Drop()), g, g)
+    jm.load_state_dict(Drop().state_dict())
     out1, jm1 = jparam.call(jm)
     out2, _ = jparam.call(jm1)
     a, b_ = np.asarray(out1), np.asarray(out2)
@@ -377,6 +389,7 @@ def test_random_ops_draw_fresh_keys_and_keep_torch_statistics():
     np.testing.assert_array_equal(kept, a)
     # dropout's survivors are scaled by 1/(1-p), as in torch
     drop_only = ExportedModule(layout_of(Drop()), *(capture(_DropOnly().train(), (), None, None),) * 2)
+    drop_only.load_state_dict(_DropOnly().state_dict())
     d = np.asarray(jparam.call(drop_only)[0])
     np.testing.assert_allclose(np.unique(d), [0.0, 1 / 0.7], rtol=1e-6)
     assert abs((d == 0).mean() - 0.3) < 0.03
@@ -408,10 +421,16 @@ def test_symbolic_size_ops():
     assert "aten.sym_size.int" in g.ops()
 
 
-# Entries the cases above cannot reach in torch 2.13's exported graphs (aliases of reached
-# entries under another overload name, or ops that only older/other export paths emit);
-# each still has the implementation of the reached overload it shares.
+# Entries these cases cannot reach in torch 2.13's functionalised export (it emits another
+# overload or op for them: x.flatten() -> view, narrow -> slice, chunk -> split,
+# x.to(dtype) -> _to_copy, softmax -> softmax.int; or only other export paths / decomposition
+# tables and dynamic-shape guards emit them). GPT-2, BERT, ResNet and ViT reach reshape,
+# contiguous, flatten, unflatten, to.dtype_layout in tests/test_from_torch_export.py.
 _ALIASES = {
+    "aten.std.correction", "aten._softmax.default", "aten._log_softmax.default",
+    "aten.mm.default", "aten.reshape.default", "aten.contiguous.default",
+    "aten.flatten.using_ints", "aten.unflatten.int", "aten.narrow.default",
+    "aten.chunk.default", "aten.to.dtype", "aten.bernoulli.p",
     "aten.add.Scalar", "aten.sub.Scalar", "aten.mul.Scalar", "aten.div.Scalar",
     "aten.div.Scalar_mode", "aten.remainder.Tensor", "aten.floor_divide.Scalar",
     "aten.rsub.Tensor", "aten.bitwise_and.Tensor", "aten.bitwise_or.Tensor",
@@ -426,16 +445,17 @@ _ALIASES = {
     "aten.dropout.default", "aten._assert_scalar.default",
     "aten.sym_constrain_range_for_size.default", "aten._assert_async.msg",
     "aten._assert_tensor_metadata.default", "aten.sym_numel.default",
-    "operator.sub", "operator.truediv", "operator.pow", "operator.neg", "operator.eq",
+    "operator.mod", "operator.sub", "operator.truediv", "operator.pow", "operator.neg", "operator.eq",
     "operator.ne", "operator.lt", "operator.le", "operator.gt", "operator.ge", "operator.and_",
     "operator.or_", "operator.not_", "torch.sym_max", "torch.sym_min", "torch.sym_float",
     "torch.sym_int", "torch.sym_not", "math.ceil", "math.floor", "math.sqrt",
 }
 
 
-def test_every_table_entry_is_covered_and_documented():
-    if len(_SEEN) < 100:
-        pytest.skip("run with the whole file (the cases fill the coverage set)")
+def test_every_table_entry_is_covered_and_documented(all_cases):
+    if not {"aten._native_batch_norm_legit.no_stats", "aten.rand_like.default",
+            "aten.sym_size.int"} <= _SEEN:
+        pytest.skip("run with the whole file (the other tests fill the coverage set)")
     missing = set(OPS) - _SEEN - _ALIASES
     assert not missing, f"operators without a test case: {sorted(missing)}"
     assert not (_ALIASES - set(OPS)), sorted(_ALIASES - set(OPS))
