@@ -15,7 +15,7 @@ import collections
 import dataclasses
 import functools
 import hashlib
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import numpy as np
