@@ -331,10 +331,8 @@ def save(obj: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None =
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save to {path}: it is a directory")
     _remove_stale_temps(path)
-    tmp = f"{os.path.join(folder, os.path.basename(path))}.tmp.{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    tmp, fd = _create_locked_temp(os.path.join(folder, os.path.basename(path)))
     try:
-        _lock(fd)  # tells a concurrent save's stale-file cleanup that this one is alive
         if os.path.exists(path):  # an overwritten file keeps its permissions
             os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         with os.fdopen(os.dup(fd), "wb") as f:
@@ -356,17 +354,40 @@ def save(obj: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None =
 _TEMP_SUFFIX = re.compile(r"\.tmp\.[0-9a-f]{12}\Z")
 
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; stale temp files are then kept
+    fcntl = None
+
+
 def _lock(fd: int) -> bool:
-    """Take an exclusive, non-blocking lock on ``fd``; False if another process holds one."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; stale files are then kept
-        return False
+    """Take an exclusive, non-blocking lock on ``fd``; False if another holder has one."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return False
     return True
+
+
+def _create_locked_temp(base: str) -> tuple[str, int]:
+    """Create ``<base>.tmp.<12 hex>`` and hold a lock on it, which tells the stale-file cleanup
+    of a concurrent save (:func:`_remove_stale_temps`) that this file is in use.
+
+    A cleanup may grab a file between its creation and its locking and delete it; then the
+    lock fails or the locked file is no longer linked, and a new name is tried.
+    """
+    while True:
+        tmp = f"{base}.tmp.{secrets.token_hex(6)}"
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        if fcntl is None:
+            return tmp, fd
+        if _lock(fd):
+            try:
+                if os.fstat(fd).st_nlink > 0 and os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                    return tmp, fd
+            except FileNotFoundError:
+                pass
+        os.close(fd)
 
 
 def _remove_stale_temps(path: str) -> None:
@@ -390,7 +411,7 @@ def _remove_stale_temps(path: str) -> None:
         except OSError:
             continue
         try:
-            if _lock(fd):
+            if fcntl is not None and _lock(fd):
                 os.unlink(full)
         except OSError:
             pass

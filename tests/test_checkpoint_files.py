@@ -387,3 +387,31 @@ def test_num_batches_tracked_is_written_as_torch_int64(tmp_path):
     # a user's own int32 array keeps its dtype
     jparam.save({"counts": np.arange(3, dtype=np.int32)}, p)
     assert load_file(str(p))["counts"].dtype == torch.int32
+
+
+def test_concurrent_saves_to_one_path_from_threads(tmp_path):
+    """Eight threads save different values to one path at once: the file is always one
+    complete save, and no temporary file is left (each save's lock protects its temp file
+    from the others' stale-file cleanup)."""
+    import threading
+
+    p = tmp_path / "m.safetensors"
+    values = [np.full(50_000, i, np.float32) for i in range(8)]
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(3):
+                jparam.save({"w": values[i]}, p)
+                got = np.asarray(jparam.load(p)["w"])
+                assert got.shape == (50_000,) and (got == got[0]).all() and 0 <= got[0] < 8
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert os.listdir(tmp_path) == ["m.safetensors"]
