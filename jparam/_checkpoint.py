@@ -183,10 +183,12 @@ def load(path: str | os.PathLike, *, as_numpy: bool = False) -> Any:
     type is recognised from its first bytes, not from its extension.
 
     Example:
-        >>> sd = jparam.load("model.safetensors")      # or "pytorch_model.bin"
-        >>> model.load_state_dict(sd)
-        >>> ckpt = jparam.load("ckpt.safetensors")     # a training checkpoint
-        >>> model.load_state_dict(ckpt["model"]); opt.load_state_dict(ckpt["optimizer"])
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+        >>> model = jparam.nn.Linear(3, 2)
+        >>> jparam.save(model, path)
+        >>> jparam.nn.Linear(3, 2).load_state_dict(jparam.load(path))   # or a .bin/.pt file
+        <All keys matched successfully>
     """
     path = os.fspath(path)
     kind = _sniff(path)
@@ -208,8 +210,10 @@ def load_metadata(path: str | os.PathLike) -> dict[str, str]:
     without jparam's own ``jparam.*`` entries).  Reads only the header.
 
     Example:
-        >>> jparam.save(model, "m.safetensors", metadata={"arch": "mlp"})
-        >>> jparam.load_metadata("m.safetensors")
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+        >>> jparam.save(jparam.nn.Linear(3, 2), path, metadata={"arch": "mlp"})
+        >>> jparam.load_metadata(path)
         {'arch': 'mlp'}
     """
     path = os.fspath(path)
@@ -318,8 +322,15 @@ def save(obj: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None =
     renamed over ``path``: a crash or an error mid-write leaves any previous file intact.
 
     Example:
-        >>> jparam.save(model.state_dict(), "model.safetensors")
-        >>> jparam.save({"model": model, "optimizer": opt, "step": 10}, "ckpt.safetensors")
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> model = jparam.nn.Linear(3, 2)
+        >>> opt = jparam.optim.SGD(model.parameters(), lr=0.1)
+        >>> jparam.save(model.state_dict(), os.path.join(folder, "model.safetensors"))
+        >>> jparam.save({"model": model, "optimizer": opt, "step": 10},
+        ...             os.path.join(folder, "ckpt.safetensors"))
+        >>> jparam.load(os.path.join(folder, "ckpt.safetensors"))["step"]
+        10
     """
     path = os.fspath(path)
     user_meta = _check_metadata(metadata)
@@ -454,9 +465,13 @@ def save_checkpoint(path: str | os.PathLike, metadata: Mapping[str, str] | None 
     with the same random numbers as an uninterrupted run.
 
     Example:
-        >>> jparam.save_checkpoint("ckpt.safetensors", model=model, optimizer=opt, step=step)
-        >>> ck = jparam.load_checkpoint("ckpt.safetensors", model=model, optimizer=opt)
-        >>> step = ck["step"]
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
+        >>> model = jparam.nn.Sequential(jparam.nn.Linear(3, 2), jparam.nn.Dropout(0.1))
+        >>> opt = jparam.optim.SGD(model.parameters(), lr=0.1)
+        >>> jparam.save_checkpoint(path, model=model, optimizer=opt, step=7)
+        >>> jparam.load_checkpoint(path, model=model, optimizer=opt)["step"]
+        7
     """
     from jparam._module import Module
     from jparam._random import get_rng_state
@@ -485,8 +500,14 @@ def load_checkpoint(path: str | os.PathLike, *, restore_rng: bool = True,
     written last.  A failed ``load_checkpoint`` leaves every target as it was.
 
     Example:
-        >>> ck = jparam.load_checkpoint("ckpt.safetensors", model=model, optimizer=opt)
-        >>> start = ck["step"] + 1
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
+        >>> model = jparam.nn.Linear(3, 2)
+        >>> opt = jparam.optim.Adam(model.parameters())
+        >>> jparam.save_checkpoint(path, model=model, optimizer=opt, step=10)
+        >>> ck = jparam.load_checkpoint(path, model=model, optimizer=opt)
+        >>> ck["step"] + 1
+        11
     """
     from jparam._module import Module, _apply_load
     from jparam._random import get_rng_state, set_rng_state

@@ -54,8 +54,11 @@ def save_sharded(obj: Any, directory: str | os.PathLike, *, force: bool = False)
     by their devices.
 
     Example:
-        >>> model.to(NamedSharding(mesh, P()))          # or shard each parameter
-        >>> jparam.save_sharded(model, "/ckpt/step_100")
+        >>> import os, tempfile
+        >>> directory = os.path.join(tempfile.mkdtemp(), "step_100")
+        >>> model = jparam.nn.Linear(3, 2)     # its arrays may be sharded over a mesh
+        >>> jparam.save_sharded(model, directory)
+        >>> jparam.save_sharded(model, directory, force=True)   # replaces it
     """
     ocp = _orbax()
     state = {}
@@ -128,8 +131,11 @@ def load_sharded(model_like: Any, directory: str | os.PathLike, *, strict: bool 
     may differ from the ones used when saving (resharding on load).
 
     Example:
-        >>> model = MyModel(); model.to(sharding)
-        >>> jparam.load_sharded(model, "/ckpt/step_100")
+        >>> import os, tempfile
+        >>> directory = os.path.join(tempfile.mkdtemp(), "step_100")
+        >>> jparam.save_sharded(jparam.nn.Linear(3, 2), directory)
+        >>> jparam.load_sharded(jparam.nn.Linear(3, 2), directory)   # into its shardings
+        Linear(in_features=3, out_features=2, bias=True)
     """
     ocp = _orbax()
     directory = os.path.abspath(os.fspath(directory))
