@@ -164,7 +164,9 @@ def _to_array(v: Any, key: str, like: Optional[jax.Array] = None) -> jax.Array:
     if v is None:
         raise ValueError(f"torch optimizer state['{key}'] is None; expected an array"
                          + (f" of shape {tuple(like.shape)}" if like is not None else ""))
-    a = to_jax_array(v, f"torch optimizer state['{key}']")
+    if hasattr(v, "detach"):  # a torch tensor
+        v = v.detach().cpu().numpy()
+    a = jnp.asarray(np.asarray(v) if not isinstance(v, jax.Array) else v)
     if like is not None:
         if a.shape != like.shape:
             raise ValueError(f"torch optimizer state['{key}'] has shape {tuple(a.shape)}, "
@@ -541,7 +543,6 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     return TorchTransform(init, update, to_t, from_t)
 
 
-from jparam._convert import to_jax_array
 from jparam.optim._transforms_rms import (  # noqa: E402,F401  (re-exported)
     AdadeltaState, AdagradState, RMSpropState, adadelta, adagrad, rmsprop)
 
