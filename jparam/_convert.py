@@ -123,7 +123,7 @@ def torch_to_numpy(t: Any, key: str = "tensor") -> np.ndarray:
     name = str(t.dtype).removeprefix("torch.")
     if name in _ML_DTYPES:
         width = torch.int16 if t.element_size() == 2 else torch.uint8
-        return t.view(width).numpy().view(np.dtype(name))
+        return t.view(width).numpy().view(np.dtype(name)).copy()  # never alias torch memory
     if name == "float4_e2m1fn_x2":
         packed = t.view(torch.uint8).numpy()
         return unpack_float4(packed)

@@ -17,15 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jparam import _flatten as fl
-from jparam._convert import type_name as _typename
+from jparam._convert import to_jax_as, type_name as _typename
 from jparam._parameter import Buffer, Parameter, _as_array
 from jparam._tracing import check_no_leak, trace_state_clean
 
 __all__ = ["Module"]
 
 _ARRAYS = (jax.Array, np.ndarray)
-
-
 
 
 def _d(m: "Module") -> dict:
@@ -450,8 +448,6 @@ class Module:
         kind, value)`` tuples, or raises the error ``load_state_dict`` would raise.
         ``jparam.load_checkpoint`` validates every target with it before loading any.
         """
-        from jparam._convert import to_jax_as
-
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         slots = self._jp_state_slots()

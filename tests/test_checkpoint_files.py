@@ -47,6 +47,7 @@ def test_the_issue_example_loads(tmp_path):
     jparam.save(model, p)
     assert p.read_bytes()[0] == 0x80  # the header length that used to be sniffed as a pickle
     sd = jparam.load(p)
+    assert list(sd) == list(model.state_dict())  # the saved order comes back
     for k, v in model.state_dict().items():
         assert _bits(sd[k]) == _bits(v), k
     for n in range(600):  # load_metadata on a file whose header length starts with 0x80
