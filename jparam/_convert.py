@@ -201,7 +201,8 @@ def cast_exact(arr: np.ndarray, dtype: Any, key: str) -> np.ndarray:
             value = arr.reshape(-1)[int(np.argmax(np.asarray(bad).reshape(-1)))].item()
             raise ValueError(f"{key}: value {value!r} ({arr.dtype}) does not fit in {dtype}"
                              f" [{info.min}, {info.max}]" + _x64_hint(dtype))
-    return arr.astype(dtype)
+    with np.errstate(over="ignore"):  # floats too large for a float dtype become inf, as in torch
+        return arr.astype(dtype)
 
 
 def _x64_hint(dtype: np.dtype) -> str:
