@@ -122,24 +122,38 @@ def _per_leaf(c: Any, tree: Any) -> Any:
 
 class _Lerp:
     """torch's ``a.lerp_(b, w)`` for one weight ``w`` (same two-sided formula, so the same
-    rounding): ``a + w*d`` or ``b - (1-w)*d``, as one multiply-add with a scalar coefficient.
-    The weight's coefficient is computed once per dtype, i.e. once per group, not once per
-    parameter.
+    rounding): ``a + w*d`` when ``|w| < 0.5``, else ``b - (1-w)*d``, as one multiply-add with
+    a scalar coefficient computed once per dtype (once per group, not once per parameter).
+
+    ``small`` (static) says which side applies; None decides it from ``w`` when ``w`` is
+    concrete, and with a per-element select when it is traced. Optimizers pass it from the
+    group's Python value (``beta1_above_half``), so the compiled update carries no select.
 
     Example:
-        >>> lerp = _Lerp(1 - b1); m = lerp(m, g)
+        >>> lerp = _Lerp(1 - 0.9); float(lerp(jnp.float32(0), jnp.float32(1)))
+        0.10000000149011612
     """
 
-    def __init__(self, w: Any) -> None:
-        self.w, self._coef = w, {}
+    def __init__(self, w: Any, small: Optional[bool] = None) -> None:
+        if small is None and not isinstance(w, jax.core.Tracer):
+            small = bool(abs(float(np.asarray(w))) < 0.5)
+        self.w, self.small, self._coef = w, small, {}
 
     def __call__(self, a: jax.Array, b: jax.Array) -> jax.Array:
         coef = self._coef.get(a.dtype)
         if coef is None:
             w = jnp.asarray(self.w).astype(a.dtype)
-            small = jnp.abs(w) < 0.5
-            coef = self._coef[a.dtype] = (small, jnp.where(small, w, -(1 - w)))
+            if self.small is None:
+                small = jnp.abs(w) < 0.5
+                coef = (small, jnp.where(small, w, -(1 - w)))
+            else:
+                coef = (self.small, w if self.small else -(1 - w))
+            self._coef[a.dtype] = coef
         small, c = coef
+        if small is True:
+            return a + c * (b - a)
+        if small is False:
+            return b + c * (b - a)
         return jnp.where(small, a, b) + c * (b - a)
 
 

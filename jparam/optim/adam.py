@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jparam.optim._transform import (
     TorchTransform, _addcmul, _bias_correction, _f32, _keep, _Lerp, _moments_torch, _none_like, _started,
     _per_leaf, _step_from, _tmap, _to_array, _tree_from, _unzip)
-from jparam.optim._txoptimizer import TxOptimizer, check_hparams
+from jparam.optim._txoptimizer import TxOptimizer, check_hparams  # noqa: F401
 
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam", "AdamState", "AdamaxState", "NAdamState",
            "RAdamState", "adam", "adamw", "adamax", "nadam", "radam"]
@@ -32,7 +33,7 @@ class AdamState(NamedTuple):
 
 def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
          weight_decay: Any = 0.0, *, amsgrad: bool = False, maximize: bool = False,
-         decoupled_weight_decay: bool = False) -> TorchTransform:
+         decoupled_weight_decay: bool = False, beta1_above_half: Optional[bool] = None) -> TorchTransform:
     r"""torch.optim.Adam (``decoupled_weight_decay=True``: torch.optim.AdamW).
 
     ``g += wd p`` (L2; decoupled: ``p *= 1 - lr wd`` first); ``m = lerp(m, g, 1-b1)``;
@@ -53,7 +54,7 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         # a reciprocal, once per group: XLA's CPU backend turns ``x / c`` (c a per-parameter
         # scalar) into ``x * (1/c)`` anyway, with one tiny kernel per parameter for ``1/c``
         coef = _per_leaf((-(lr_ / _bias_correction(b1, t)), 1 / jnp.sqrt(_bias_correction(b2, t))), grads)
-        lerp, one_b2, decay = _Lerp(1 - b1), 1 - b2, 1 - lr_ * wd  # group-level scalars
+        lerp, one_b2, decay = _Lerp(1 - b1, beta1_above_half), 1 - b2, 1 - lr_ * wd  # group-level scalars
 
         def one(g, p, m, v, vmax, c):
             neg_step_size, inv_bc2_sqrt = c
@@ -83,14 +84,15 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
 
 
 def adamw(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
-          weight_decay: Any = 1e-2, *, amsgrad: bool = False, maximize: bool = False) -> TorchTransform:
+          weight_decay: Any = 1e-2, *, amsgrad: bool = False, maximize: bool = False,
+          beta1_above_half: Optional[bool] = None) -> TorchTransform:
     r"""torch.optim.AdamW: ``p *= 1 - lr wd``, then the Adam update (torch's default wd 1e-2).
 
     Example:
         >>> tx = adamw(1e-3, weight_decay=0.01)
     """
     return adam(lr, betas, eps, weight_decay, amsgrad=amsgrad, maximize=maximize,
-                decoupled_weight_decay=True)
+                decoupled_weight_decay=True, beta1_above_half=beta1_above_half)
 
 
 # ---------------------------------------------------------------------------- Adamax
@@ -101,7 +103,8 @@ class AdamaxState(NamedTuple):
 
 
 def adamax(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
-           weight_decay: Any = 0.0, *, maximize: bool = False) -> TorchTransform:
+           weight_decay: Any = 0.0, *, maximize: bool = False,
+           beta1_above_half: Optional[bool] = None) -> TorchTransform:
     r"""torch.optim.Adamax: ``m = lerp(m, g, 1-b1)``; ``u = max(b2 u, |g| + eps)``;
     ``p -= lr/(1-b1^t) m/u`` (eps is added to ``|g|``, not to the denominator as in optax).
 
@@ -117,7 +120,7 @@ def adamax(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         lr_, b1, b2, eps_, wd = _f32(lr), _f32(betas[0]), _f32(betas[1]), _f32(eps), _f32(weight_decay)
         t = state.step + 1
         coef = _per_leaf(-(lr_ / _bias_correction(b1, t)), grads)
-        lerp = _Lerp(1 - b1)
+        lerp = _Lerp(1 - b1, beta1_above_half)
 
         def one(g, p, m, ui, neg_clr):
             g = -g if maximize else g
@@ -143,7 +146,7 @@ class NAdamState(NamedTuple):
 
 def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
           weight_decay: Any = 0.0, momentum_decay: Any = 4e-3, *, maximize: bool = False,
-          decoupled_weight_decay: bool = False) -> TorchTransform:
+          decoupled_weight_decay: bool = False, beta1_above_half: Optional[bool] = None) -> TorchTransform:
     r"""torch.optim.NAdam with torch's momentum schedule and ``mu_product``.
 
     ``mu_t = b1 (1 - 0.5 * 0.96^(t psi))``; ``mu_product *= mu_t``;
@@ -170,7 +173,7 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         c_grad = -lr_ * (1.0 - mu) / (1.0 - mu_product)
         c_avg = (-lr_ * mu_next) / (1.0 - mu_product_next)
         coef = _per_leaf((1 / bc2, c_grad, c_avg), grads)
-        lerp, one_b2, decay = _Lerp(1 - b1), 1 - b2, 1 - lr_ * wd  # group-level scalars
+        lerp, one_b2, decay = _Lerp(1 - b1, beta1_above_half), 1 - b2, 1 - lr_ * wd  # group-level scalars
 
         def one(g, p, m, v, c):
             inv_bc2, c_grad, c_avg = c
@@ -218,7 +221,7 @@ class RAdamState(NamedTuple):
 
 def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
           weight_decay: Any = 0.0, *, maximize: bool = False,
-          decoupled_weight_decay: bool = False) -> TorchTransform:
+          decoupled_weight_decay: bool = False, beta1_above_half: Optional[bool] = None) -> TorchTransform:
     r"""torch.optim.RAdam: rectified Adam with torch's threshold ``rho_t > 5``.
 
     ``rho_inf = 2/(1-b2) - 1``; ``rho_t = rho_inf - 2 t b2^t/(1-b2^t)``; if ``rho_t > 5``:
@@ -245,7 +248,7 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
         rect = jnp.sqrt((rho_safe - 4) * (rho_safe - 2) * rho_inf
                         / ((rho_inf - 4) * (rho_inf - 2) * rho_safe))
         coef = _per_leaf((1 / bc1, jnp.sqrt(bc2), rectify, rect), grads)
-        lerp, one_b2, decay = _Lerp(1 - b1), 1 - b2, 1 - lr_ * wd  # group-level scalars
+        lerp, one_b2, decay = _Lerp(1 - b1, beta1_above_half), 1 - b2, 1 - lr_ * wd  # group-level scalars
 
         def one(g, p, m, v, c):
             inv_bc1, bc2_sqrt, rectify, rect = c
@@ -270,7 +273,17 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     return TorchTransform(init, update, to_t, from_t, ("step", "exp_avg", "exp_avg_sq"))
 
 
-class Adam(TxOptimizer):
+class _Beta1Family(TxOptimizer):
+    """The Adam family's static structure: which side of torch's two-sided ``lerp`` the
+    first moment takes (``beta1 > 0.5``), from the group's Python value, so the compiled
+    update carries no per-element select (a host-side edit across 0.5 recompiles once)."""
+
+    def _group_struct(self, group):
+        b1 = group["betas"][0]
+        return (None if isinstance(b1, jax.core.Tracer) else bool(abs(1 - float(np.float32(b1))) < 0.5),)
+
+
+class Adam(_Beta1Family):
     """torch.optim.Adam: L2 ``weight_decay``; ``amsgrad`` maxes the raw second moment as torch.
 
     ``decoupled_weight_decay=True`` makes it AdamW. State per parameter: ``step``,
@@ -296,8 +309,8 @@ class Adam(TxOptimizer):
 
     def _make(self, group, struct):
         return adam(group["lr"], group["betas"], group["eps"], group["weight_decay"],
-                      amsgrad=bool(group["amsgrad"]), maximize=bool(group["maximize"]),
-                      decoupled_weight_decay=bool(group["decoupled_weight_decay"]))
+                    amsgrad=bool(group["amsgrad"]), maximize=bool(group["maximize"]),
+                    decoupled_weight_decay=bool(group["decoupled_weight_decay"]), beta1_above_half=struct[0])
 
 
 class AdamW(Adam):
@@ -316,7 +329,7 @@ class AdamW(Adam):
                          decoupled_weight_decay=True)
 
 
-class Adamax(TxOptimizer):
+class Adamax(_Beta1Family):
     """torch.optim.Adamax (infinity-norm Adam). State: ``step``, ``exp_avg``, ``exp_inf``.
 
     Example:
@@ -335,10 +348,10 @@ class Adamax(TxOptimizer):
 
     def _make(self, group, struct):
         return adamax(group["lr"], group["betas"], group["eps"], group["weight_decay"],
-                        maximize=bool(group["maximize"]))
+                      maximize=bool(group["maximize"]), beta1_above_half=struct[0])
 
 
-class NAdam(TxOptimizer):
+class NAdam(_Beta1Family):
     """torch.optim.NAdam with torch's momentum schedule. State: ``step``, ``mu_product``,
     ``exp_avg``, ``exp_avg_sq``.
 
@@ -360,11 +373,11 @@ class NAdam(TxOptimizer):
 
     def _make(self, group, struct):
         return nadam(group["lr"], group["betas"], group["eps"], group["weight_decay"],
-                       group["momentum_decay"], maximize=bool(group["maximize"]),
-                       decoupled_weight_decay=bool(group["decoupled_weight_decay"]))
+                     group["momentum_decay"], maximize=bool(group["maximize"]),
+                     decoupled_weight_decay=bool(group["decoupled_weight_decay"]), beta1_above_half=struct[0])
 
 
-class RAdam(TxOptimizer):
+class RAdam(_Beta1Family):
     """torch.optim.RAdam (rectified Adam, threshold ``rho_t > 5``). State: ``step``,
     ``exp_avg``, ``exp_avg_sq``.
 
@@ -386,7 +399,7 @@ class RAdam(TxOptimizer):
 
     def _make(self, group, struct):
         return radam(group["lr"], group["betas"], group["eps"], group["weight_decay"],
-                       maximize=bool(group["maximize"]),
-                       decoupled_weight_decay=bool(group["decoupled_weight_decay"]))
+                     maximize=bool(group["maximize"]),
+                     decoupled_weight_decay=bool(group["decoupled_weight_decay"]), beta1_above_half=struct[0])
 
 
