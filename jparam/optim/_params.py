@@ -12,7 +12,9 @@ Parameters that belong to no module are recognised by their identity token inste
 (``Parameter._jp_id``, carried through ``jit`` by the model's pytree aux).
 
 Example:
-    >>> positions, root, layout = bind(list(model.parameters()))
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    >>> bind(list(model[1].parameters()))[0]
+    [2, 3]
 """
 from __future__ import annotations
 

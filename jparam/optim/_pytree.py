@@ -34,7 +34,9 @@ unflattening its results (microseconds: dispatch is asynchronous) reaches it at 
 following host-side edit or read.
 
 Example:
-    >>> paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(opt)[0]]
+    >>> opt = optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9)
+    >>> [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(opt)[0]][-3:]
+    ['.param_groups[0].state.momentum_buffer[1]', '.param_groups[0].state.started', '.handle']
 """
 from __future__ import annotations
 

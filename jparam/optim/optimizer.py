@@ -11,7 +11,9 @@ crosses ``jit`` and why every returned optimizer still behaves as torch's one mu
 ``_pytree.py``. The update rules: one file per algorithm family (``sgd.py``, ``adam.py``, ...).
 
 Example:
+    >>> model = nn.Linear(2, 1)
     >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> _, model = jparam.backward(lambda m, x: m(x).sum(), model, jnp.ones((4, 2)))
     >>> model, opt = opt.step(model)
     >>> opt.param_groups[0]["lr"]
     0.1

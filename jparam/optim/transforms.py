@@ -8,6 +8,7 @@ scalar; structural options are keyword arguments. The rules live next to their t
 class, one file per family (``jparam/optim/sgd.py``, ``adam.py``, ...).
 
 Example:
+    >>> import optax
     >>> from jparam.optim.transforms import adam
     >>> params = {"w": jnp.ones(3)}
     >>> tx = adam(1e-3, betas=(0.9, 0.999), weight_decay=0.1)
