@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jparam._module import Module
-from jparam._parameter import Parameter
+from jparam._parameter import Parameter, _unwrap
 from jparam.nn import functional as F
 from jparam.nn import init as nn_init
 

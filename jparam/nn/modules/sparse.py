@@ -7,7 +7,7 @@ import jax
 
 from jparam._convert import to_jax_array
 from jparam._module import Module
-from jparam._parameter import Parameter
+from jparam._parameter import Parameter, _unwrap
 from jparam.nn import functional as F
 from jparam.nn import init
 
