@@ -139,3 +139,29 @@ def test_checkpoint_dropout_same_mask_in_recomputation():
                                rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(g.m[1]._rng), np.asarray(g_r[1]._rng))
     assert not np.array_equal(np.asarray(g.m[1]._rng), np.asarray(m[1]._rng))
+
+
+class _Captures(jnn.Module):
+    """Plain jax.checkpoint around a captured stateful submodule inside the forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = _block(jnn)
+
+    def forward(self, x):
+        return jax.checkpoint(lambda x: self.block(x))(x)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_plain_jax_checkpoint_inside_forward_raises_at_the_leak(jit):
+    net, x = _Captures(), jnp.ones((4, 4))
+    step = (lambda m, x: jparam.backward(lambda m, x: jnp.sum(m(x)), m, x))
+    with pytest.raises(jparam.TracerLeakError, match=r"block\.1\.running_mean"):
+        (jax.jit(step) if jit else step)(net, x)
+    with pytest.raises(jparam.TracerLeakError, match=r"num_batches_tracked|running_mean"):
+        jparam.call(net, x)     # eager: the module is outside any trace, refused at the write
+    with pytest.raises(jparam.TracerLeakError, match=r"block\.1\.running_mean"):
+        jax.jit(jparam.call)(net, x)
+    net.eval()   # no state written: works, and matches the un-checkpointed forward
+    out, _ = jparam.call(net, x)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(net.block(x)), rtol=1e-6)
