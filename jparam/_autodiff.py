@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jparam import _flatten as fl
 from jparam._module import Module
+from jparam._tracing import check_no_escape
 
 __all__ = ["backward", "value_and_grad", "grad", "call"]
 
@@ -30,6 +31,14 @@ def _check_scalar(loss: Any, fname: str) -> None:
         desc = f"shape {tuple(shape)} dtype {jnp.result_type(loss)}" if shape is not None else type(loss).__name__
         raise TypeError(f"{fname}: fn must return a scalar floating-point loss "
                         f"(grad can be implicitly created only for scalar outputs), got {desc}")
+
+
+def _check_escape(m: Module, inputs: list, where: str) -> None:
+    """After a forward: no state it stored may come from a nested transformation it ran."""
+    if "_jp_lazy" in m.__dict__:  # never materialised: the forward stored nothing
+        return
+    new, aux = fl.flatten_module(m)
+    check_no_escape(inputs, new, aux.bp.leaf_names, where)
 
 
 def _split(model: Module):
@@ -70,6 +79,7 @@ def backward(fn: Callable[..., Any], model: Module, *args: Any, has_aux: bool = 
     def inner(tvals):
         m = _rebuild_for_grad(leaves, aux, train, tvals)
         out = fn(m, *args, **kwargs)
+        _check_escape(m, list(leaves) + list(tvals), "jparam.backward")
         if has_aux:
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise TypeError("jparam.backward(has_aux=True): fn must return a (loss, aux) pair")
@@ -206,4 +216,5 @@ def call(model: Module, *args: Any, **kwargs: Any):
     leaves, aux = fl.flatten_module(model)
     m = fl.unflatten_module(aux, list(leaves))
     out = m(*args, **kwargs)
+    _check_escape(m, leaves, "jparam.call")
     return out, m

@@ -174,7 +174,7 @@ class ExportedModule(Module):
         env: dict[str, Any] = {}
         for ph, kind, target in g.inputs:
             if kind == "parameter":
-                env[ph] = self.get_parameter(target).data
+                env[ph] = jnp.asarray(self.get_parameter(target))
             elif kind == "buffer":
                 env[ph] = self.get_buffer(target)
             elif kind == "constant":

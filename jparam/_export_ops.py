@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jparam.nn import functional as F
-from jparam.nn._functional_attention import scaled_dot_product_attention
+from jparam.nn.functional import scaled_dot_product_attention
 
 __all__ = ["OPS", "RANDOM_OPS"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict, namedtuple
+from collections.abc import MutableMapping, MutableSet
 from typing import Any, Callable, Iterator, Mapping, Optional, Tuple
 
 import jax
@@ -24,6 +25,34 @@ from jparam._tracing import check_no_leak, trace_state_clean
 __all__ = ["Module"]
 
 _ARRAYS = (jax.Array, np.ndarray)
+
+
+def _is_torch(v: Any, name: str) -> bool:
+    t = type(v)
+    return t.__name__ == name and t.__module__.split(".")[0] == "torch"
+
+
+def _is_device(a: Any) -> bool:
+    return isinstance(a, (jax.Device, jax.sharding.Sharding)) or _is_torch(a, "device") or (
+        isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "gpu", "tpu"))
+
+
+def _torch_device_name(device: Any) -> Any:
+    """A ``torch.device`` as the platform string ``to()`` understands (``"cuda:1"``)."""
+    if _is_torch(device, "device"):
+        return device.type if device.index is None else f"{device.type}:{device.index}"
+    return device
+
+
+def _as_dtype(dtype: Any) -> np.dtype:
+    """A JAX/NumPy dtype, or a ``torch.dtype`` by its name (``torch.bfloat16`` -> bfloat16)."""
+    if _is_torch(dtype, "dtype"):
+        name = str(dtype).removeprefix("torch.")
+        try:
+            return jnp.dtype(name)
+        except TypeError:
+            raise TypeError(f"to(): {dtype} has no JAX counterpart") from None
+    return jnp.dtype(dtype)
 
 
 def _d(m: "Module") -> dict:
@@ -71,6 +100,89 @@ class _RemovableHandle:
 
 
 _hook_ids = iter(range(1, 1 << 62))
+
+
+class _Members(MutableMapping):
+    """A live view of one kind of a module's registered members: torch's ``_parameters``,
+    ``_buffers`` and ``_modules`` dicts. Reads see the module's current members in
+    registration order; ``view[name] = v`` registers (in place when ``name`` is already a
+    member of this kind) and ``del view[name]`` unregisters, as writes to torch's dicts do."""
+
+    __slots__ = ("_module", "_kinds")
+
+    def __init__(self, module: "Module", kinds: tuple) -> None:
+        self._module, self._kinds = module, kinds
+
+    def _reg(self) -> dict:
+        return _d(self._module)["_jp_reg"]
+
+    def __getitem__(self, name: str) -> Any:
+        if self._reg().get(name) not in self._kinds:
+            raise KeyError(name)
+        return self._module.__dict__[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([n for n, k in self._reg().items() if k in self._kinds])
+
+    def __len__(self) -> int:
+        return sum(1 for k in self._reg().values() if k in self._kinds)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        m, kind = self._module, self._reg().get(name)
+        if kind is not None and kind not in self._kinds:
+            m._jp_unregister(name)  # torch's dicts are separate: a name moves between them
+        if self._kinds == ("p",):
+            m.register_parameter(name, value)
+        elif self._kinds == ("m",):
+            m.add_module(name, value)
+        else:
+            m.register_buffer(name, value, persistent=kind != "bn")
+
+    def __delitem__(self, name: str) -> None:
+        if self._reg().get(name) not in self._kinds:
+            raise KeyError(name)
+        self._module._jp_unregister(name)
+
+    def copy(self) -> "OrderedDict[str, Any]":
+        return OrderedDict(self.items())
+
+    def __repr__(self) -> str:
+        return f"OrderedDict({list(self.items())!r})"
+
+
+class _NonPersistent(MutableSet):
+    """A live view of torch's ``_non_persistent_buffers_set``: ``add``/``discard`` of a
+    buffer name takes it out of / puts it back into ``state_dict``."""
+
+    __slots__ = ("_module",)
+
+    def __init__(self, module: "Module") -> None:
+        self._module = module
+
+    def _reg(self) -> dict:
+        return _d(self._module)["_jp_reg"]
+
+    def __contains__(self, name: object) -> bool:
+        return self._reg().get(name) == "bn"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([n for n, k in self._reg().items() if k == "bn"])
+
+    def __len__(self) -> int:
+        return sum(1 for k in self._reg().values() if k == "bn")
+
+    def add(self, name: str) -> None:
+        reg = self._reg()
+        if reg.get(name) == "b":
+            reg[name] = "bn"
+
+    def discard(self, name: str) -> None:
+        reg = self._reg()
+        if reg.get(name) == "bn":
+            reg[name] = "b"
+
+    def __repr__(self) -> str:
+        return repr(set(self))
 
 
 class Module:
@@ -138,7 +250,8 @@ class Module:
                                 "(jparam.nn.Parameter or None expected)")
             d[name] = None
         elif isinstance(value, Module):
-            self._jp_unregister(name)
+            if kind != "m":  # a replaced child keeps its place (torch's _modules[name] = value)
+                self._jp_unregister(name)
             reg[name] = "m"
             d[name] = value
             value.__dict__["_jp_parent"] = weakref.ref(self)
@@ -262,20 +375,24 @@ class Module:
                 yield name, d[name]
 
     @property
-    def _parameters(self) -> "OrderedDict[str, Optional[Parameter]]":
-        return OrderedDict(self._jp_own(("p",)))
+    def _parameters(self) -> "_Members":
+        """Live ``name -> Parameter`` mapping: writes and deletes register/unregister (torch)."""
+        return _Members(self, ("p",))
 
     @property
-    def _buffers(self) -> "OrderedDict[str, Any]":
-        return OrderedDict(self._jp_own(("b", "bn")))
+    def _buffers(self) -> "_Members":
+        """Live ``name -> array`` mapping of buffers (writes register a persistent buffer)."""
+        return _Members(self, ("b", "bn"))
 
     @property
-    def _modules(self) -> "OrderedDict[str, Optional[Module]]":
-        return OrderedDict(self._jp_own(("m",)))
+    def _modules(self) -> "_Members":
+        """Live ``name -> Module`` mapping of children (a replaced child keeps its place)."""
+        return _Members(self, ("m",))
 
     @property
-    def _non_persistent_buffers_set(self) -> set:
-        return {n for n, _ in self._jp_own(("bn",))}
+    def _non_persistent_buffers_set(self) -> "_NonPersistent":
+        """Live set of the names of buffers left out of ``state_dict``."""
+        return _NonPersistent(self)
 
     # ------------------------------------------------------------------ traversal
     def named_modules(self, memo: Optional[set] = None, prefix: str = "",
@@ -543,7 +660,8 @@ class Module:
         """Cast floating parameters and buffers to a dtype and/or move them to a device, in place.
 
         Accepts ``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(dtype=..., device=...)``;
-        a device is a ``jax.Device``, a sharding, or a platform name like ``"cpu"``/``"cuda"``.
+        a dtype is a JAX/NumPy dtype or a ``torch.dtype``; a device is a ``jax.Device``, a
+        sharding, a platform name like ``"cpu"``/``"cuda:0"`` or a ``torch.device``.
 
         Example:
             >>> model.to(jnp.bfloat16)
@@ -553,13 +671,13 @@ class Module:
         if kwargs:
             raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
         for a in args:
-            if isinstance(a, (jax.Device, jax.sharding.Sharding)) or (
-                    isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "gpu", "tpu")):
+            if _is_device(a):
                 device = a
             elif a is not None:
                 dtype = a
+        device = _torch_device_name(device)
         if dtype is not None:
-            dtype = jnp.dtype(dtype)
+            dtype = _as_dtype(dtype)
             if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.complexfloating)):
                 raise TypeError("nn.Module.to only accepts floating point or complex dtypes, "
                                 f"but got desired dtype={dtype}")
@@ -689,6 +807,22 @@ class Module:
             elif v is not None and kind == "m":
                 v.__dict__["_jp_parent"] = me
         return new
+
+    def __getstate__(self) -> dict:
+        """Pickle support: the registered members and attributes, without the back-references."""
+        return {k: v for k, v in _d(self).items() if k not in ("_jp_parent", "_jp_outer")}
+
+    def __setstate__(self, state: dict) -> None:
+        d = self.__dict__
+        d.update(state)
+        d["_jp_outer"] = trace_state_clean()
+        me = weakref.ref(self)
+        for name, kind in d.get("_jp_reg", {}).items():
+            v = d.get(name)
+            if v is not None and kind == "p":
+                v._jp_owner = me
+            elif v is not None and kind == "m":
+                v.__dict__["_jp_parent"] = me
 
     def __dir__(self):
         _d(self)

@@ -12,6 +12,7 @@ buffer and stores the plain array.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 from typing import Any, Optional
 
@@ -20,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jparam._tracing import check_no_leak, trace_state_clean
+
+_Tracer = jax.core.Tracer
 
 __all__ = ["Parameter", "Buffer"]
 
@@ -76,8 +79,14 @@ class Parameter:
     # -- the wrapped array ------------------------------------------------------------
     @property
     def data(self) -> jax.Array:
-        """The wrapped array (no gradient tracking: it *is* the array)."""
-        return self._data
+        """The wrapped array, outside autodiff as torch's ``.data`` is.
+
+        A forward that reads ``p.data`` gives ``p`` no gradient (``stop_gradient`` is applied
+        when the array is being traced). To compute with the parameter differentiably use the
+        Parameter itself (``x @ p.T``, ``jnp.tanh(p)``) or ``jnp.asarray(p)``.
+        """
+        d = self._data
+        return jax.lax.stop_gradient(d) if isinstance(d, _Tracer) else d
 
     @data.setter
     def data(self, value: Any) -> None:
@@ -119,6 +128,18 @@ class Parameter:
         """The data as a plain array with ``stop_gradient`` applied."""
         return jax.lax.stop_gradient(self._data)
 
+    @property
+    def size(self) -> "_Size":
+        """The element count (an ``int``, as JAX's ``.size``), also callable as torch's
+        ``p.size()`` (the shape tuple) and ``p.size(dim)``.
+
+        Example:
+            >>> w = nn.Parameter(jnp.ones((2, 3)))
+            >>> w.size, w.size(), w.size(-1)
+            (6, (2, 3), 3)
+        """
+        return _Size(self._data.shape)
+
     def numel(self) -> int:
         return int(np.prod(self._data.shape, dtype=np.int64))
 
@@ -143,6 +164,9 @@ class Parameter:
         if name.startswith("__") or name in Parameter.__slots__:
             raise AttributeError(name)
         return getattr(self._data, name)
+
+    def __reduce__(self):
+        return (_unpickle_parameter, (self._data, self._grad, self.requires_grad))
 
     def __deepcopy__(self, memo):
         import copy
@@ -211,6 +235,51 @@ for _n in ("lt", "le", "gt", "ge", "eq", "ne"):
 for _n in ("neg", "pos", "abs", "invert"):
     setattr(Parameter, f"__{_n}__", (lambda o: lambda self: o(self._data))(getattr(operator, _n)))
 Parameter.__hash__ = object.__hash__
+
+
+def _unpickle_parameter(data, grad, requires_grad) -> Parameter:
+    return Parameter._make(data, grad, requires_grad, next(_ids), trace_state_clean())
+
+
+class _Size(int):
+    """``Parameter.size``: an ``int`` (the element count) that torch code can call."""
+
+    def __new__(cls, shape: tuple) -> "_Size":
+        self = super().__new__(cls, math.prod(shape))
+        self._shape = tuple(shape)
+        return self
+
+    def __call__(self, dim: Optional[int] = None):
+        if dim is None:
+            return self._shape
+        try:
+            return self._shape[operator.index(dim)]
+        except IndexError:
+            n = len(self._shape)
+            raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                             f"but got {dim})") from None
+
+    def __reduce__(self):
+        return (int, (int(self),))
+
+
+def _lax_error(p: Parameter):
+    raise ValueError(
+        "a jparam Parameter was passed to a jax.lax primitive (or another function that does "
+        "not convert its inputs); pass the array instead: jnp.asarray(p), or call the "
+        "jax.numpy function, which accepts Parameters (gradients flow in both cases; "
+        "p.data is detached, as torch's)")
+
+
+try:  # lax primitives canonicalize their operands without calling __jax_array__ and raise
+    # the same ValueError with a message that does not name the fix (private JAX tables)
+    from jax._src.core import pytype_aval_mappings as _aval_mappings
+    from jax._src.dtypes import canonicalize_value_handlers as _canonicalize_handlers
+
+    _aval_mappings[Parameter] = _lax_error
+    _canonicalize_handlers[Parameter] = _lax_error
+except Exception:  # pragma: no cover - JAX's own error stands
+    pass
 
 
 def _param_flatten(p: Parameter):

@@ -79,6 +79,16 @@ def set_rng_state(state) -> None:
         _state["key"] = arr.copy()
 
 
+def as_key(key):
+    """A typed ``jax.random`` key from a typed key or raw ``uint32`` key data (NumPy or JAX),
+    as every ``key=`` / ``key_rng=`` / ``generator=`` argument in jparam accepts."""
+    if isinstance(key, (np.ndarray, jax.Array)) and not jax.dtypes.issubdtype(
+            key.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(np.asarray(key, np.uint32) if isinstance(key, np.ndarray)
+                                        else key.astype(np.uint32))
+    return key
+
+
 def module_key(module, name: str = "_rng") -> jax.Array:
     """Draw a fresh key from a module's own key leaf and store the advanced key back.
 

@@ -11,7 +11,12 @@ except Exception:  # pragma: no cover - older/newer JAX without it
     def _clean() -> bool:
         return True
 
-__all__ = ["trace_state_clean", "check_no_leak", "TracerLeakError"]
+try:  # the current trace (private, so guarded: without it the escape check is skipped)
+    from jax._src.core import trace_ctx as _trace_ctx
+except Exception:  # pragma: no cover
+    _trace_ctx = None
+
+__all__ = ["trace_state_clean", "check_no_leak", "check_no_escape", "TracerLeakError"]
 
 _Tracer = jax.core.Tracer
 
@@ -45,3 +50,40 @@ def check_no_leak(value: Any, where: str) -> None:
             "Pass the model as an argument of the jitted function and return the new model "
             "(e.g. `out, model = jparam.call(model, x)` or `loss, model = jparam.backward(...)`) "
             "instead of mutating a model captured from outside.")
+
+
+def _live_traces(inputs: list) -> set:
+    """ids of the current trace, its ancestors, and the traces of ``inputs``' tracers."""
+    live = set()
+    t = _trace_ctx.trace
+    while t is not None:
+        live.add(id(t))
+        t = getattr(t, "parent_trace", None)
+    for x in inputs:
+        if isinstance(x, _Tracer):
+            live.add(id(x._trace))
+    return live
+
+
+def check_no_escape(inputs: list, leaves: list, names: Any, where: str) -> None:
+    """Raise if a module leaf after a forward is a tracer of a nested transformation that the
+    forward ran and finished (``jax.checkpoint`` / ``vmap`` / ``scan`` around a stateful
+    submodule): neither the current trace, an enclosing one, nor one of the inputs'.
+
+    ``names``: the leaves' names, or a function returning them (called only on error)."""
+    if _trace_ctx is None or not any(isinstance(x, _Tracer) for x in leaves):
+        return
+    try:
+        live = _live_traces(inputs)
+        bad = [i for i, x in enumerate(leaves) if isinstance(x, _Tracer) and id(x._trace) not in live]
+    except Exception:  # pragma: no cover - private JAX attributes changed: skip the check
+        return
+    if bad:
+        name = (names() if callable(names) else names)[bad[0]]
+        raise TracerLeakError(
+            f"{where}: '{name}' holds a value traced inside a nested JAX transformation "
+            "(jax.checkpoint, jax.vmap, a jax.lax.scan body, ...) that the forward ran, so it "
+            "leaked out of its trace. Run a stateful module inside such a transformation "
+            "functionally (pass it in and return it: "
+            "jax.checkpoint(lambda m, x: jparam.call(m, x))(module, x)), or use "
+            "jparam.utils.checkpoint.checkpoint(module, x) for rematerialisation.")

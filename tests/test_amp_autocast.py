@@ -17,10 +17,7 @@ import jparam.nn.functional as F
 from jparam import nn
 
 BF16 = jnp.bfloat16
-try:
-    sdpa = F.scaled_dot_product_attention
-except AttributeError:          # not re-exported by jparam.nn.functional yet
-    from jparam.nn._functional_attention import scaled_dot_product_attention as sdpa
+sdpa = F.scaled_dot_product_attention
 
 
 # ----------------------------------------------------------------------------- the models

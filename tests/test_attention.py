@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as TF
 
-from jparam.nn._functional_attention import (multi_head_attention_forward,
+from jparam.nn.functional import (multi_head_attention_forward,
                                              scaled_dot_product_attention)
 
 RTOL, ATOL = 1e-4, 1e-5

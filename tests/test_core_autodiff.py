@@ -10,7 +10,7 @@ import torch
 
 import jparam
 from jparam import nn as jnn
-from _core_models import B, V, assert_close, classes, pair, rand_idx, randn, to_np
+from _core_models import B, V, assert_close, pair, rand_idx, randn, to_np
 
 tnn = torch.nn
 R1 = randn(B, V, seed=11)

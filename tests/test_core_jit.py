@@ -12,7 +12,7 @@ import torch
 import jparam
 from jparam import nn as jnn
 from jparam import optim
-from _core_models import B, V, assert_close, classes, pair, rand_idx, randn, to_np
+from _core_models import B, V, assert_close, classes, pair, rand_idx, randn
 from jparam.nn.utils import clip_grad_norm_
 
 tnn = torch.nn

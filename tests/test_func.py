@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-import jparam
 from jparam import nn
 from jparam.func import functional_call
 

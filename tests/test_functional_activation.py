@@ -1,7 +1,6 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as TF
 
 import jparam.nn.functional as F

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from jparam.nn import _functional_rnn as FR
+from jparam.nn import functional as FR
 from test_attention import assert_close, randn
 
 FAMILY = "rnn"

@@ -6,11 +6,14 @@ torch's in-place initialisers. Random draws come from ``jparam.manual_seed``'s g
 (``jparam.random.next_key()``) unless a ``generator=`` jax key is given. A plain jax
 array is immutable, so passing one raises a ``TypeError``.
 
+Every parametrised layer's ``reset_parameters()`` draws its initial values through these
+functions, as torch's layers do.
+
 Example:
     >>> from jparam import nn
     >>> lin = nn.Linear(4, 3)
-    >>> nn.init.xavier_uniform_(lin.weight)
-    >>> nn.init.zeros_(lin.bias)
+    >>> w = nn.init.xavier_uniform_(lin.weight)
+    >>> b = nn.init.zeros_(lin.bias)
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jparam._random import next_key
+from jparam._random import as_key, next_key
 from jparam._random import normal as _host_normal, uniform as _host_uniform
 
 __all__ = [
@@ -43,11 +46,19 @@ def _target(tensor: Any, fname: str):
 
 
 def _key(generator):
-    if generator is None:
-        return next_key()
-    if isinstance(generator, jax.Array) and not jnp.issubdtype(generator.dtype, jax.dtypes.prng_key):
-        return jax.random.wrap_key_data(generator)
-    return generator
+    return next_key() if generator is None else as_key(generator)
+
+
+def _dtype(dtype: Any = None) -> np.dtype:
+    """A layer's ``dtype=`` argument, float32 when ``None`` (torch's default dtype)."""
+    return jnp.dtype(jnp.float32 if dtype is None else dtype)
+
+
+def _empty(shape: tuple, dtype: Any = None) -> jax.Array:
+    """Storage for a parameter that ``reset_parameters()`` fills next (torch.empty).
+
+    Host-allocated zeros, so building a layer compiles nothing per shape."""
+    return jnp.asarray(np.zeros(shape, _dtype(dtype)))
 
 
 def _draw_dtype(dtype):
@@ -106,7 +117,7 @@ def _calculate_correct_fan(tensor: Any, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def _empty(shape, fname) -> bool:
+def _no_elements(shape, fname) -> bool:
     if 0 in shape:
         warnings.warn(f"Initializing zero-element tensors is a no-op ({fname})")
         return True
@@ -252,7 +263,7 @@ def kaiming_uniform_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity: s
         >>> p = nn.init.kaiming_uniform_(nn.Parameter(jnp.empty((3, 5))), a=5 ** 0.5)
     """
     shape, _ = _target(tensor, "kaiming_uniform_")
-    if _empty(shape, "kaiming_uniform_"):
+    if _no_elements(shape, "kaiming_uniform_"):
         return tensor
     fan = _calculate_correct_fan(tensor.data, mode)
     std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
@@ -268,7 +279,7 @@ def kaiming_normal_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity: st
         >>> p = nn.init.kaiming_normal_(nn.Parameter(jnp.empty((3, 5))), nonlinearity="relu")
     """
     shape, _ = _target(tensor, "kaiming_normal_")
-    if _empty(shape, "kaiming_normal_"):
+    if _no_elements(shape, "kaiming_normal_"):
         return tensor
     fan = _calculate_correct_fan(tensor.data, mode)
     std = calculate_gain(nonlinearity, a) / math.sqrt(fan)

@@ -1,7 +1,5 @@
-"""Embedding, dropout, padding, resampling and distance functions (torch semantics)."""
+"""Embedding, padding, pixel shuffle and distance functions (torch semantics)."""
 from __future__ import annotations
-
-import math
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +7,7 @@ import numpy as np
 from jparam.amp import _autocast as _amp
 
 __all__ = [
-    "embedding", "one_hot", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-    "feature_alpha_dropout", "pad", "pixel_shuffle", "pixel_unshuffle",
+    "embedding", "one_hot", "pad", "pixel_shuffle", "pixel_unshuffle",
     "cosine_similarity", "pairwise_distance", "cdist", "pdist",
 ]
 
@@ -62,116 +59,6 @@ def one_hot(tensor, num_classes=-1):
         except jax.errors.ConcretizationTypeError as e:
             raise ValueError("one_hot: pass num_classes explicitly under jit") from e
     return (tensor[..., None] == jnp.arange(num_classes)).astype(jnp.asarray(tensor).dtype)
-
-
-def _check_p(p, fname):
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{fname}: dropout probability has to be between 0 and 1, but got {p}")
-
-
-def _need_key(key, fname):
-    if key is None:
-        raise ValueError(f"{fname}(training=True, p>0) needs an explicit `key` "
-                         "(e.g. jax.random.key(0)); the nn.Dropout module supplies one itself")
-    if isinstance(key, (np.ndarray, jax.Array)) and not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
-    return key
-
-
-def dropout(input, p=0.5, training=True, inplace=False, *, key=None):
-    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)``.
-
-    Example:
-        >>> F.dropout(jnp.ones(4), 0.5, key=jax.random.key(0)).shape
-        (4,)
-    """
-    _check_p(p, "dropout")
-    if not training or p == 0.0:
-        return input
-    if p == 1.0:
-        return jnp.zeros_like(input)
-    keep = jax.random.bernoulli(_need_key(key, "dropout"), 1.0 - p, input.shape)
-    return jnp.where(keep, input / (1.0 - p), jnp.zeros((), input.dtype)).astype(input.dtype)
-
-
-def _feature_dropout(input, p, training, n, fname, key):
-    _check_p(p, fname)
-    if input.ndim not in (n + 1, n + 2):
-        raise ValueError(f"{fname}: expected {n + 1}-d (unbatched) or {n + 2}-d (batched) input, "
-                         f"got shape {tuple(input.shape)}")
-    if not training or p == 0.0:
-        return input
-    if p == 1.0:
-        return jnp.zeros_like(input)
-    mshape = input.shape[:input.ndim - n] + (1,) * n
-    keep = jax.random.bernoulli(_need_key(key, fname), 1.0 - p, mshape)
-    return jnp.where(keep, input / (1.0 - p), jnp.zeros((), input.dtype)).astype(input.dtype)
-
-
-def dropout1d(input, p=0.5, training=True, inplace=False, *, key=None):
-    """Zero whole channels of ``(N, C, L)`` / ``(C, L)`` inputs.
-
-    Example:
-        >>> F.dropout1d(jnp.ones((2, 3, 4)), key=jax.random.key(0)).shape
-        (2, 3, 4)
-    """
-    return _feature_dropout(input, p, training, 1, "dropout1d", key)
-
-
-def dropout2d(input, p=0.5, training=True, inplace=False, *, key=None):
-    """Zero whole channels of ``(N, C, H, W)`` / ``(C, H, W)`` inputs.
-
-    Example:
-        >>> F.dropout2d(jnp.ones((2, 3, 4, 4)), key=jax.random.key(0)).shape
-        (2, 3, 4, 4)
-    """
-    return _feature_dropout(input, p, training, 2, "dropout2d", key)
-
-
-def dropout3d(input, p=0.5, training=True, inplace=False, *, key=None):
-    """Zero whole channels of ``(N, C, D, H, W)`` / ``(C, D, H, W)`` inputs.
-
-    Example:
-        >>> F.dropout3d(jnp.ones((2, 3, 2, 2, 2)), key=jax.random.key(0)).shape
-        (2, 3, 2, 2, 2)
-    """
-    return _feature_dropout(input, p, training, 3, "dropout3d", key)
-
-
-_ALPHA = 1.7580993408473766
-
-
-def _alpha(input, p, training, mshape, fname, key):
-    _check_p(p, fname)
-    if not training or p == 0.0:
-        return input
-    if p == 1.0:
-        return jnp.zeros_like(input)
-    keep = jax.random.bernoulli(_need_key(key, fname), 1.0 - p, mshape).astype(input.dtype)
-    a = 1.0 / math.sqrt((_ALPHA * _ALPHA * p + 1) * (1 - p))
-    b = (keep - 1) * (_ALPHA * a) + _ALPHA * a * p
-    return input * (keep * a) + b
-
-
-def alpha_dropout(input, p=0.5, training=False, inplace=False, *, key=None):
-    """Dropout that keeps SELU's self-normalisation (torch's affine correction).
-
-    Example:
-        >>> F.alpha_dropout(jnp.ones(4), 0.2, training=True, key=jax.random.key(0)).shape
-        (4,)
-    """
-    return _alpha(input, p, training, input.shape, "alpha_dropout", key)
-
-
-def feature_alpha_dropout(input, p=0.5, training=False, inplace=False, *, key=None):
-    """Alpha dropout of whole channels (dims 0, 1 of the mask; rest broadcast).
-
-    Example:
-        >>> F.feature_alpha_dropout(jnp.ones((2, 3, 4)), 0.2, True, key=jax.random.key(0)).shape
-        (2, 3, 4)
-    """
-    mshape = input.shape[:2] + (1,) * (input.ndim - 2)
-    return _alpha(input, p, training, mshape, "feature_alpha_dropout", key)
 
 
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}

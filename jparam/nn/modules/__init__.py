@@ -1,4 +1,5 @@
 """Layer modules, one file per family (as in ``torch/nn/modules``)."""
+# ruff: noqa: F401  (re-exports)
 from jparam._module import Module
 from jparam._parameter import Buffer, Parameter
 from jparam.nn.modules.activation import (CELU, ELU, GELU, GLU, SELU, Hardshrink, Hardsigmoid,

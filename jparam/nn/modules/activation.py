@@ -2,14 +2,15 @@
 ``activation_attention.py``."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
 from jparam._module import Module
-from jparam._parameter import Parameter
+from jparam._parameter import Parameter, _unwrap
 from jparam.nn import functional as F
+from jparam.nn import init as nn_init
 
 __all__ = ["ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "SELU", "CELU", "GELU", "SiLU",
            "Mish", "Sigmoid", "Tanh", "Hardtanh", "Hardsigmoid", "Hardswish", "Hardshrink",
@@ -24,24 +25,24 @@ def _inplace(inplace: bool, lead: str = ", ") -> str:
 class _Plain(Module):
     """An activation with no arguments beyond ``inplace``."""
 
-    _fn = ""
+    _fn: Callable
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return getattr(F, self._fn)(input)
+        return self._fn(input)
 
     def extra_repr(self) -> str:
         return _inplace(self.inplace, "")
 
 
 class _NoArgs(Module):
-    _fn = ""
+    _fn: Callable
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return getattr(F, self._fn)(input)
+        return self._fn(input)
 
 
 class ReLU(_Plain):
@@ -52,7 +53,7 @@ class ReLU(_Plain):
         Array([0., 2.], dtype=float32)
     """
 
-    _fn = "relu"
+    _fn = staticmethod(F.relu)
 
 
 class SELU(_Plain):
@@ -63,7 +64,7 @@ class SELU(_Plain):
         (2,)
     """
 
-    _fn = "selu"
+    _fn = staticmethod(F.selu)
 
 
 class SiLU(_Plain):
@@ -74,7 +75,7 @@ class SiLU(_Plain):
         (2,)
     """
 
-    _fn = "silu"
+    _fn = staticmethod(F.silu)
 
 
 class Mish(_Plain):
@@ -85,7 +86,7 @@ class Mish(_Plain):
         (2,)
     """
 
-    _fn = "mish"
+    _fn = staticmethod(F.mish)
 
 
 class Hardsigmoid(_Plain):
@@ -96,7 +97,7 @@ class Hardsigmoid(_Plain):
         Array([0.5, 0.5], dtype=float32)
     """
 
-    _fn = "hardsigmoid"
+    _fn = staticmethod(F.hardsigmoid)
 
     def extra_repr(self) -> str:
         return ""
@@ -110,7 +111,7 @@ class Hardswish(_Plain):
         (2,)
     """
 
-    _fn = "hardswish"
+    _fn = staticmethod(F.hardswish)
 
     def extra_repr(self) -> str:
         return ""
@@ -124,7 +125,7 @@ class Sigmoid(_NoArgs):
         Array([0.5, 0.5], dtype=float32)
     """
 
-    _fn = "sigmoid"
+    _fn = staticmethod(F.sigmoid)
 
 
 class Tanh(_NoArgs):
@@ -135,7 +136,7 @@ class Tanh(_NoArgs):
         (2,)
     """
 
-    _fn = "tanh"
+    _fn = staticmethod(F.tanh)
 
 
 class Tanhshrink(_NoArgs):
@@ -146,7 +147,7 @@ class Tanhshrink(_NoArgs):
         (2,)
     """
 
-    _fn = "tanhshrink"
+    _fn = staticmethod(F.tanhshrink)
 
 
 class Softsign(_NoArgs):
@@ -157,7 +158,7 @@ class Softsign(_NoArgs):
         Array([0.5, 0.5], dtype=float32)
     """
 
-    _fn = "softsign"
+    _fn = staticmethod(F.softsign)
 
 
 class LogSigmoid(_NoArgs):
@@ -168,7 +169,7 @@ class LogSigmoid(_NoArgs):
         (2,)
     """
 
-    _fn = "logsigmoid"
+    _fn = staticmethod(F.logsigmoid)
 
 
 class Hardtanh(Module):
@@ -248,11 +249,15 @@ class PReLU(Module):
         super().__init__()
         self.num_parameters = num_parameters
         self.init = init
-        dt = jnp.dtype(dtype) if dtype is not None else jnp.float32
-        self.weight = Parameter(jnp.full((num_parameters,), init, dt))
+        self.weight = Parameter(nn_init._empty((num_parameters,), dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fill ``weight`` with ``init`` (torch's init), in place."""
+        nn_init.constant_(self.weight, self.init)
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return F.prelu(input, self.weight.data)
+        return F.prelu(input, _unwrap(self.weight))
 
     def extra_repr(self) -> str:
         return f"num_parameters={self.num_parameters}"
@@ -295,7 +300,7 @@ class ELU(Module):
         (2,)
     """
 
-    _fn = "elu"
+    _fn = staticmethod(F.elu)
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
@@ -303,7 +308,7 @@ class ELU(Module):
         self.inplace = inplace
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return getattr(F, self._fn)(input, self.alpha)
+        return self._fn(input, self.alpha)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}{_inplace(self.inplace)}"
@@ -317,7 +322,7 @@ class CELU(ELU):
         (2,)
     """
 
-    _fn = "celu"
+    _fn = staticmethod(F.celu)
 
 
 class GELU(Module):
@@ -367,14 +372,14 @@ class Hardshrink(Module):
         Array([0., 1.], dtype=float32)
     """
 
-    _fn = "hardshrink"
+    _fn = staticmethod(F.hardshrink)
 
     def __init__(self, lambd: float = 0.5) -> None:
         super().__init__()
         self.lambd = lambd
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return getattr(F, self._fn)(input, self.lambd)
+        return self._fn(input, self.lambd)
 
     def extra_repr(self) -> str:
         return f"{self.lambd}"
@@ -388,7 +393,7 @@ class Softshrink(Hardshrink):
         Array([0.5], dtype=float32)
     """
 
-    _fn = "softshrink"
+    _fn = staticmethod(F.softshrink)
 
 
 class Threshold(Module):
@@ -413,14 +418,14 @@ class Threshold(Module):
 
 
 class _DimAct(Module):
-    _fn = ""
+    _fn: Callable
 
     def __init__(self, dim: Optional[int] = None) -> None:
         super().__init__()
         self.dim = dim
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return getattr(F, self._fn)(input, self.dim)
+        return self._fn(input, self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -434,7 +439,7 @@ class Softmax(_DimAct):
         Array([[0.5, 0.5]], dtype=float32)
     """
 
-    _fn = "softmax"
+    _fn = staticmethod(F.softmax)
 
 
 class Softmin(_DimAct):
@@ -445,7 +450,7 @@ class Softmin(_DimAct):
         Array([[0.5, 0.5]], dtype=float32)
     """
 
-    _fn = "softmin"
+    _fn = staticmethod(F.softmin)
 
 
 class LogSoftmax(_DimAct):
@@ -456,7 +461,7 @@ class LogSoftmax(_DimAct):
         (1, 2)
     """
 
-    _fn = "log_softmax"
+    _fn = staticmethod(F.log_softmax)
 
 
 class Softmax2d(Module):

@@ -1,45 +1,19 @@
 """MultiheadAttention (torch's parameter names, layout, init and forward semantics)."""
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 
 from jparam._module import Module
-from jparam._parameter import Parameter
-from jparam._random import module_key, new_key_leaf, next_key
-from jparam._random import normal as _host_normal, uniform as _host_uniform
-from jparam.nn._functional_attention import multi_head_attention_forward
+from jparam._parameter import Parameter, _unwrap
+from jparam._random import module_key, new_key_leaf
+from jparam.nn import functional as F
+from jparam.nn import init
 from jparam.nn.modules.linear import Linear
 
 __all__ = ["MultiheadAttention", "NonDynamicallyQuantizableLinear"]
-
-
-def _dtype(dtype):
-    return jnp.dtype(dtype) if dtype is not None else jnp.float32
-
-
-def _xavier_uniform(shape, dtype, gain: float = 1.0) -> jax.Array:
-    fan_in, fan_out = _fans(shape)
-    bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-    return _host_uniform(shape, jnp.float32, -bound, bound).astype(_dtype(dtype))
-
-
-def _xavier_normal(shape, dtype, gain: float = 1.0) -> jax.Array:
-    fan_in, fan_out = _fans(shape)
-    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-    return (_host_normal(shape, jnp.float32) * std).astype(_dtype(dtype))
-
-
-def _fans(shape):
-    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
-    return shape[1] * receptive, shape[0] * receptive
-
-
-def _val(p):
-    return None if p is None else (p.data if isinstance(p, Parameter) else p)
 
 
 class NonDynamicallyQuantizableLinear(Linear):
@@ -88,29 +62,44 @@ class MultiheadAttention(Module):
         if self.head_dim * num_heads != embed_dim:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         if not self._qkv_same_embed_dim:
-            self.q_proj_weight = Parameter(_xavier_uniform((embed_dim, embed_dim), dtype))
-            self.k_proj_weight = Parameter(_xavier_uniform((embed_dim, self.kdim), dtype))
-            self.v_proj_weight = Parameter(_xavier_uniform((embed_dim, self.vdim), dtype))
+            self.q_proj_weight = Parameter(init._empty((embed_dim, embed_dim), dtype))
+            self.k_proj_weight = Parameter(init._empty((embed_dim, self.kdim), dtype))
+            self.v_proj_weight = Parameter(init._empty((embed_dim, self.vdim), dtype))
             self.register_parameter("in_proj_weight", None)
         else:
-            self.in_proj_weight = Parameter(_xavier_uniform((3 * embed_dim, embed_dim), dtype))
+            self.in_proj_weight = Parameter(init._empty((3 * embed_dim, embed_dim), dtype))
             self.register_parameter("q_proj_weight", None)
             self.register_parameter("k_proj_weight", None)
             self.register_parameter("v_proj_weight", None)
         if bias:
-            self.in_proj_bias = Parameter(jnp.zeros((3 * embed_dim,), _dtype(dtype)))
+            self.in_proj_bias = Parameter(init._empty((3 * embed_dim,), dtype))
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, dtype=dtype)
-        if bias:
-            self.out_proj.bias = Parameter(jnp.zeros((embed_dim,), _dtype(dtype)))
         if add_bias_kv:
-            self.bias_k = Parameter(_xavier_normal((1, 1, embed_dim), dtype))
-            self.bias_v = Parameter(_xavier_normal((1, 1, embed_dim), dtype))
+            self.bias_k = Parameter(init._empty((1, 1, embed_dim), dtype))
+            self.bias_v = Parameter(init._empty((1, 1, embed_dim), dtype))
         else:
             self.bias_k = self.bias_v = None
         self.add_zero_attn = add_zero_attn
         self._rng = new_key_leaf()
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        """torch's init: xavier-uniform projections, zero biases, xavier-normal ``bias_k/v``."""
+        if self._qkv_same_embed_dim:
+            init.xavier_uniform_(self.in_proj_weight)
+        else:
+            init.xavier_uniform_(self.q_proj_weight)
+            init.xavier_uniform_(self.k_proj_weight)
+            init.xavier_uniform_(self.v_proj_weight)
+        if self.in_proj_bias is not None:
+            init.constant_(self.in_proj_bias, 0.0)
+            init.constant_(self.out_proj.bias, 0.0)
+        if self.bias_k is not None:
+            init.xavier_normal_(self.bias_k)
+        if self.bias_v is not None:
+            init.xavier_normal_(self.bias_v)
 
     def forward(self, query: jax.Array, key: jax.Array, value: jax.Array,
                 key_padding_mask: Optional[jax.Array] = None, need_weights: bool = True,
@@ -118,21 +107,21 @@ class MultiheadAttention(Module):
                 is_causal: bool = False) -> Tuple[jax.Array, Optional[jax.Array]]:
         """``(attn_output, attn_weights)``; inputs ``(L, N, E)`` (``(N, L, E)`` with
         ``batch_first``) or unbatched ``(L, E)``, as in torch."""
-        query, key, value = (_val(t) for t in (query, key, value))
+        query, key, value = (_unwrap(t) for t in (query, key, value))
         is_batched = jnp.ndim(query) == 3
         if self.batch_first and is_batched:
             query, key, value = (jnp.swapaxes(t, 0, 1) for t in (query, key, value))
         use_dropout = self.training and self.dropout > 0.0
         key_rng = module_key(self) if use_dropout else None
         separate = not self._qkv_same_embed_dim
-        out, weights = multi_head_attention_forward(
-            query, key, value, self.embed_dim, self.num_heads, _val(self.in_proj_weight),
-            _val(self.in_proj_bias), _val(self.bias_k), _val(self.bias_v), self.add_zero_attn,
-            self.dropout, _val(self.out_proj.weight), _val(self.out_proj.bias),
+        out, weights = F.multi_head_attention_forward(
+            query, key, value, self.embed_dim, self.num_heads, _unwrap(self.in_proj_weight),
+            _unwrap(self.in_proj_bias), _unwrap(self.bias_k), _unwrap(self.bias_v), self.add_zero_attn,
+            self.dropout, _unwrap(self.out_proj.weight), _unwrap(self.out_proj.bias),
             training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights,
             attn_mask=attn_mask, use_separate_proj_weight=separate,
-            q_proj_weight=_val(self.q_proj_weight), k_proj_weight=_val(self.k_proj_weight),
-            v_proj_weight=_val(self.v_proj_weight), average_attn_weights=average_attn_weights,
+            q_proj_weight=_unwrap(self.q_proj_weight), k_proj_weight=_unwrap(self.k_proj_weight),
+            v_proj_weight=_unwrap(self.v_proj_weight), average_attn_weights=average_attn_weights,
             is_causal=is_causal, key_rng=key_rng)
         if self.batch_first and is_batched:
             out = jnp.swapaxes(out, 0, 1)

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 
 from jparam._module import Module
-from jparam._parameter import Parameter
+from jparam._parameter import Parameter, _unwrap
 from jparam.nn import functional as F
-from jparam.nn.modules.linear import _data
+from jparam.nn import init
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
 
@@ -25,16 +25,16 @@ class _BatchNorm(Module):
                  affine: bool = True, track_running_stats: bool = True,
                  device: Any = None, dtype: Any = None, *, bias: bool = True) -> None:
         super().__init__()
-        dt = jnp.dtype(dtype) if dtype is not None else jnp.float32
+        dt = init._dtype(dtype)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
         if affine:
-            self.weight = Parameter(jnp.ones((num_features,), dt))
+            self.weight = Parameter(init._empty((num_features,), dt))
             if bias:
-                self.bias = Parameter(jnp.zeros((num_features,), dt))
+                self.bias = Parameter(init._empty((num_features,), dt))
             else:
                 self.register_parameter("bias", None)
         else:
@@ -48,6 +48,22 @@ class _BatchNorm(Module):
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self) -> None:
+        """Zero ``running_mean`` and ``num_batches_tracked``, fill ``running_var`` with ones."""
+        if self.track_running_stats:
+            self.running_mean = jnp.zeros_like(self.running_mean)
+            self.running_var = jnp.ones_like(self.running_var)
+            self.num_batches_tracked = _long_zero()
+
+    def reset_parameters(self) -> None:
+        """Reset the running statistics, ``weight`` to ones and ``bias`` to zeros (torch)."""
+        self.reset_running_stats()
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
 
     def _check_input_dim(self, input: jax.Array) -> None:
         if input.ndim not in self._expected_ndims:
@@ -69,7 +85,7 @@ class _BatchNorm(Module):
         use_stats = not self.training or self.track_running_stats
         rm = self.running_mean if use_stats else None
         rv = self.running_var if use_stats else None
-        out = F.batch_norm(input, rm, rv, _data(self.weight), _data(self.bias), bn_training,
+        out = F.batch_norm(input, rm, rv, _unwrap(self.weight), _unwrap(self.bias), bn_training,
                            factor, self.eps)
         if isinstance(out, tuple):
             out, mean, var = out

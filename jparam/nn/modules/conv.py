@@ -1,17 +1,17 @@
 """Convolutions: Conv1d/2d/3d and ConvTranspose1d/2d/3d (torch layouts, init and repr)."""
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from jparam._module import Module
-from jparam._parameter import Parameter
+from jparam._parameter import Parameter, _unwrap
 from jparam.nn import functional as F
 from jparam.nn._functional._conv import _ntuple
-from jparam.nn.modules.linear import _data, _uniform
+from jparam.nn import init
+from jparam.nn.modules.linear import _reset_kaiming
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
@@ -70,14 +70,16 @@ class _ConvNd(Module):
             wshape = (in_channels, out_channels // groups) + kernel_size
         else:
             wshape = (out_channels, in_channels // groups) + kernel_size
-        # kaiming_uniform_(a=sqrt(5)) == U(±1/sqrt(fan_in)); bias uses the same bound.
-        fan_in = wshape[1] * math.prod(kernel_size)
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        self.weight = Parameter(_uniform(wshape, bound, dtype))
+        self.weight = Parameter(init._empty(wshape, dtype))
         if bias:
-            self.bias = Parameter(_uniform((out_channels,), bound, dtype))
+            self.bias = Parameter(init._empty((out_channels,), dtype))
         else:
             self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Redraw ``weight`` and ``bias`` from torch's default init (in place)."""
+        _reset_kaiming(self.weight, self.bias)
 
     def extra_repr(self) -> str:
         n = self._n
@@ -106,13 +108,13 @@ class _Conv(_ConvNd):
                          groups, bias, padding_mode, dtype)
 
     def forward(self, input: jax.Array) -> jax.Array:
-        fn = getattr(F, f"conv{self._n}d")
+        fn = self._conv
         if self.padding_mode != "zeros":
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(input, self._reversed_padding_repeated_twice, mode=mode)
-            return fn(x, self.weight.data, _data(self.bias), self.stride, 0, self.dilation,
+            return fn(x, _unwrap(self.weight), _unwrap(self.bias), self.stride, 0, self.dilation,
                       self.groups)
-        return fn(input, self.weight.data, _data(self.bias), self.stride, self.padding,
+        return fn(input, _unwrap(self.weight), _unwrap(self.bias), self.stride, self.padding,
                   self.dilation, self.groups)
 
 
@@ -129,6 +131,7 @@ class Conv1d(_Conv):
     """
 
     _n = 1
+    _conv = staticmethod(F.conv1d)
 
 
 class Conv2d(_Conv):
@@ -140,6 +143,7 @@ class Conv2d(_Conv):
     """
 
     _n = 2
+    _conv = staticmethod(F.conv2d)
 
 
 class Conv3d(_Conv):
@@ -151,6 +155,7 @@ class Conv3d(_Conv):
     """
 
     _n = 3
+    _conv = staticmethod(F.conv3d)
 
 
 class _ConvTranspose(_ConvNd):
@@ -192,8 +197,7 @@ class _ConvTranspose(_ConvNd):
 
     def forward(self, input: jax.Array, output_size: Optional[Sequence[int]] = None) -> jax.Array:
         op = self._output_padding(input, output_size)
-        fn = getattr(F, f"conv_transpose{self._n}d")
-        return fn(input, self.weight.data, _data(self.bias), self.stride, self.padding, op,
+        return self._conv(input, _unwrap(self.weight), _unwrap(self.bias), self.stride, self.padding, op,
                   self.groups, self.dilation)
 
 
@@ -206,6 +210,7 @@ class ConvTranspose1d(_ConvTranspose):
     """
 
     _n = 1
+    _conv = staticmethod(F.conv_transpose1d)
 
 
 class ConvTranspose2d(_ConvTranspose):
@@ -217,6 +222,7 @@ class ConvTranspose2d(_ConvTranspose):
     """
 
     _n = 2
+    _conv = staticmethod(F.conv_transpose2d)
 
 
 class ConvTranspose3d(_ConvTranspose):
@@ -228,3 +234,4 @@ class ConvTranspose3d(_ConvTranspose):
     """
 
     _n = 3
+    _conv = staticmethod(F.conv_transpose3d)

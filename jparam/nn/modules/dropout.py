@@ -1,8 +1,9 @@
 """Dropout with its own key: fresh masks under ``jax.jit`` with no extra argument."""
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
-import jax.numpy as jnp
 
 from jparam._module import Module
 from jparam._random import module_key, new_key_leaf
@@ -12,6 +13,8 @@ __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "Fe
 
 
 class _DropoutNd(Module):
+    _fn: Callable
+
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if p < 0 or p > 1:
@@ -19,6 +22,11 @@ class _DropoutNd(Module):
         self.p = p
         self.inplace = inplace
         self._rng = new_key_leaf()
+
+    def forward(self, input: jax.Array) -> jax.Array:
+        if not self.training or self.p == 0.0:
+            return input
+        return self._fn(input, self.p, True, key=module_key(self))
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
@@ -34,26 +42,10 @@ class Dropout(_DropoutNd):
         >>> drop = nn.Dropout(0.1)
     """
 
-    def forward(self, input: jax.Array) -> jax.Array:
-        if not self.training or self.p == 0.0:
-            return input
-        if self.p == 1.0:
-            return jnp.zeros_like(input)
-        keep = jax.random.bernoulli(module_key(self), 1.0 - self.p, jnp.shape(input))
-        return jnp.where(keep, input / (1.0 - self.p), jnp.zeros((), jnp.result_type(input)))
+    _fn = staticmethod(F.dropout)
 
 
-class _KeyedDropout(_DropoutNd):
-    _fn = ""
-
-    def forward(self, input: jax.Array) -> jax.Array:
-        fn = getattr(F, self._fn)
-        if not self.training or self.p == 0.0:
-            return input
-        return fn(input, self.p, True, key=module_key(self))
-
-
-class Dropout1d(_KeyedDropout):
+class Dropout1d(_DropoutNd):
     """Zero whole channels of ``(N, C, L)`` / ``(C, L)`` inputs with probability ``p``.
 
     Example:
@@ -61,10 +53,10 @@ class Dropout1d(_KeyedDropout):
         (2, 3, 4)
     """
 
-    _fn = "dropout1d"
+    _fn = staticmethod(F.dropout1d)
 
 
-class Dropout2d(_KeyedDropout):
+class Dropout2d(_DropoutNd):
     """Zero whole channels of ``(N, C, H, W)`` / ``(C, H, W)`` inputs with probability ``p``.
 
     Example:
@@ -72,10 +64,10 @@ class Dropout2d(_KeyedDropout):
         (2, 3, 4, 4)
     """
 
-    _fn = "dropout2d"
+    _fn = staticmethod(F.dropout2d)
 
 
-class Dropout3d(_KeyedDropout):
+class Dropout3d(_DropoutNd):
     """Zero whole channels of ``(N, C, D, H, W)`` / ``(C, D, H, W)`` inputs.
 
     Example:
@@ -83,10 +75,10 @@ class Dropout3d(_KeyedDropout):
         (2, 3, 2, 2, 2)
     """
 
-    _fn = "dropout3d"
+    _fn = staticmethod(F.dropout3d)
 
 
-class AlphaDropout(_KeyedDropout):
+class AlphaDropout(_DropoutNd):
     """Dropout that keeps SELU's zero mean / unit variance (torch's affine correction).
 
     Example:
@@ -94,10 +86,10 @@ class AlphaDropout(_KeyedDropout):
         (4, 5)
     """
 
-    _fn = "alpha_dropout"
+    _fn = staticmethod(F.alpha_dropout)
 
 
-class FeatureAlphaDropout(_KeyedDropout):
+class FeatureAlphaDropout(_DropoutNd):
     """Alpha dropout of whole channels.
 
     Example:
@@ -105,4 +97,4 @@ class FeatureAlphaDropout(_KeyedDropout):
         (2, 3, 4)
     """
 
-    _fn = "feature_alpha_dropout"
+    _fn = staticmethod(F.feature_alpha_dropout)

@@ -8,21 +8,21 @@ import jax
 import jax.numpy as jnp
 
 from jparam._module import Module
-from jparam._parameter import Parameter
-from jparam._random import next_key
-from jparam._random import normal as _host_normal, uniform as _host_uniform
+from jparam._parameter import Parameter, _unwrap
 from jparam.nn import functional as F
+from jparam.nn import init
 
 __all__ = ["Identity", "Linear", "Bilinear"]
 
 
-def _uniform(shape, bound: float, dtype) -> jax.Array:
-    dtype = jnp.dtype(dtype) if dtype is not None else jnp.float32
-    return _host_uniform(shape, jnp.float32, -bound, bound).astype(dtype)
-
-
-def _data(p: Optional[Parameter]):
-    return None if p is None else p.data
+def _reset_kaiming(weight: Parameter, bias: Optional[Parameter]) -> None:
+    """torch's Linear/Conv init: ``kaiming_uniform_(a=sqrt(5))`` = ``U(±1/sqrt(fan_in))``
+    for the weight, the same bound for the bias."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        init.uniform_(bias, -bound, bound)
 
 
 class Identity(Module):
@@ -57,18 +57,22 @@ class Linear(Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
-        self.weight = Parameter(_uniform((out_features, in_features), bound, dtype))
+        self.weight = Parameter(init._empty((out_features, in_features), dtype))
         if bias:
-            self.bias = Parameter(_uniform((out_features,), bound, dtype))
+            self.bias = Parameter(init._empty((out_features,), dtype))
         else:
             self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Redraw ``weight`` and ``bias`` from torch's default init (in place)."""
+        _reset_kaiming(self.weight, self.bias)
 
     def forward(self, input: jax.Array) -> jax.Array:
         if jnp.shape(input)[-1:] != (self.in_features,):
             raise ValueError(f"Linear: expected input with last dimension {self.in_features}, "
                              f"got shape {tuple(jnp.shape(input))}")
-        return F.linear(input, self.weight.data, _data(self.bias))
+        return F.linear(input, _unwrap(self.weight), _unwrap(self.bias))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -91,15 +95,22 @@ class Bilinear(Module):
         self.in1_features = in1_features
         self.in2_features = in2_features
         self.out_features = out_features
-        bound = 1.0 / math.sqrt(in1_features) if in1_features > 0 else 0.0
-        self.weight = Parameter(_uniform((out_features, in1_features, in2_features), bound, dtype))
+        self.weight = Parameter(init._empty((out_features, in1_features, in2_features), dtype))
         if bias:
-            self.bias = Parameter(_uniform((out_features,), bound, dtype))
+            self.bias = Parameter(init._empty((out_features,), dtype))
         else:
             self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Redraw ``weight`` and ``bias`` from ``U(±1/sqrt(in1_features))`` (torch's init)."""
+        bound = 1.0 / math.sqrt(self.weight.shape[1]) if self.weight.shape[1] > 0 else 0.0
+        init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input1: jax.Array, input2: jax.Array) -> jax.Array:
-        return F.bilinear(input1, input2, self.weight.data, _data(self.bias))
+        return F.bilinear(input1, input2, _unwrap(self.weight), _unwrap(self.bias))
 
     def extra_repr(self) -> str:
         return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "

@@ -1,7 +1,7 @@
 """Loss modules (torch names, signatures, ``reduction`` rules; ``weight``/``pos_weight`` are buffers)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -7,17 +7,13 @@ import jax
 import jax.numpy as jnp
 
 from jparam._module import Module
-from jparam._parameter import Parameter
+from jparam._parameter import Parameter, _unwrap
 from jparam.nn import functional as F
 from jparam.nn.modules.batchnorm import _BatchNorm
-from jparam.nn.modules.linear import _data
+from jparam.nn import init
 
 __all__ = ["LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm", "InstanceNorm1d",
            "InstanceNorm2d", "InstanceNorm3d"]
-
-
-def _dt(dtype):
-    return jnp.dtype(dtype) if dtype is not None else jnp.float32
 
 
 def _shape(normalized_shape):
@@ -42,17 +38,25 @@ class LayerNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = Parameter(jnp.ones(self.normalized_shape, _dt(dtype)))
+            self.weight = Parameter(init._empty(self.normalized_shape, dtype))
             if bias:
-                self.bias = Parameter(jnp.zeros(self.normalized_shape, _dt(dtype)))
+                self.bias = Parameter(init._empty(self.normalized_shape, dtype))
             else:
                 self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``weight`` to ones and ``bias`` to zeros (torch's init), in place."""
+        if getattr(self, "weight", None) is not None:
+            init.ones_(self.weight)
+        if getattr(self, "bias", None) is not None:
+            init.zeros_(self.bias)
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return F.layer_norm(input, self.normalized_shape, _data(self.weight), _data(self.bias),
+        return F.layer_norm(input, self.normalized_shape, _unwrap(self.weight), _unwrap(self.bias),
                             self.eps)
 
     def extra_repr(self) -> str:
@@ -80,17 +84,25 @@ class GroupNorm(Module):
         self.eps = eps
         self.affine = affine
         if affine:
-            self.weight = Parameter(jnp.ones((num_channels,), _dt(dtype)))
+            self.weight = Parameter(jnp.ones((num_channels,), init._dtype(dtype)))
             if bias:
-                self.bias = Parameter(jnp.zeros((num_channels,), _dt(dtype)))
+                self.bias = Parameter(jnp.zeros((num_channels,), init._dtype(dtype)))
             else:
                 self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``weight`` to ones and ``bias`` to zeros (torch's init), in place."""
+        if getattr(self, "weight", None) is not None:
+            init.ones_(self.weight)
+        if getattr(self, "bias", None) is not None:
+            init.zeros_(self.bias)
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return F.group_norm(input, self.num_groups, _data(self.weight), _data(self.bias), self.eps)
+        return F.group_norm(input, self.num_groups, _unwrap(self.weight), _unwrap(self.bias), self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
@@ -112,12 +124,20 @@ class RMSNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = Parameter(jnp.ones(self.normalized_shape, _dt(dtype)))
+            self.weight = Parameter(init._empty(self.normalized_shape, dtype))
         else:
             self.register_parameter("weight", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``weight`` to ones and ``bias`` to zeros (torch's init), in place."""
+        if getattr(self, "weight", None) is not None:
+            init.ones_(self.weight)
+        if getattr(self, "bias", None) is not None:
+            init.zeros_(self.bias)
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return F.rms_norm(input, self.normalized_shape, _data(self.weight), self.eps)
+        return F.rms_norm(input, self.normalized_shape, _unwrap(self.weight), self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
@@ -165,8 +185,8 @@ class _InstanceNorm(_BatchNorm):
             raise ValueError(f"expected input's size at dim={nd - self._n - 1} to match "
                              f"num_features ({self.num_features}), but got: {x.shape[1]}.")
         use_input_stats = self.training or not self.track_running_stats
-        out = F.instance_norm(x, self.running_mean, self.running_var, _data(self.weight),
-                              _data(self.bias), use_input_stats,
+        out = F.instance_norm(x, self.running_mean, self.running_var, _unwrap(self.weight),
+                              _unwrap(self.bias), use_input_stats,
                               self.momentum if self.momentum is not None else 0.0, self.eps)
         if isinstance(out, tuple):
             out, self.running_mean, self.running_var = out

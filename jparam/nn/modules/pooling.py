@@ -28,7 +28,7 @@ class _MaxPoolNd(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, input: jax.Array):
-        fn = getattr(F, f"max_pool{self._n}d")
+        fn = self._pool
         return fn(input, self.kernel_size, self.stride, self.padding, self.dilation,
                   ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
@@ -46,6 +46,7 @@ class MaxPool1d(_MaxPoolNd):
     """
 
     _n = 1
+    _pool = staticmethod(F.max_pool1d)
 
 
 class MaxPool2d(_MaxPoolNd):
@@ -57,6 +58,7 @@ class MaxPool2d(_MaxPoolNd):
     """
 
     _n = 2
+    _pool = staticmethod(F.max_pool2d)
 
 
 class MaxPool3d(_MaxPoolNd):
@@ -68,6 +70,7 @@ class MaxPool3d(_MaxPoolNd):
     """
 
     _n = 3
+    _pool = staticmethod(F.max_pool3d)
 
 
 class AvgPool1d(Module):
@@ -110,7 +113,7 @@ class _AvgPoolNd(Module):
         self.divisor_override = divisor_override
 
     def forward(self, input: jax.Array) -> jax.Array:
-        fn = getattr(F, f"avg_pool{self._n}d")
+        fn = self._pool
         return fn(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                   self.count_include_pad, self.divisor_override)
 
@@ -127,6 +130,7 @@ class AvgPool2d(_AvgPoolNd):
     """
 
     _n = 2
+    _pool = staticmethod(F.avg_pool2d)
 
 
 class AvgPool3d(_AvgPoolNd):
@@ -138,6 +142,7 @@ class AvgPool3d(_AvgPoolNd):
     """
 
     _n = 3
+    _pool = staticmethod(F.avg_pool3d)
 
 
 class _AdaptiveNd(Module):
@@ -153,7 +158,7 @@ class _AdaptiveNd(Module):
             raise TypeError("adaptive average pooling takes no return_indices")
 
     def forward(self, input: jax.Array) -> jax.Array:
-        fn = getattr(F, f"adaptive_{self._kind}_pool{self._n}d")
+        fn = self._pool
         if self._kind == "max":
             return fn(input, self.output_size, self.return_indices)
         return fn(input, self.output_size)
@@ -171,6 +176,7 @@ class AdaptiveAvgPool1d(_AdaptiveNd):
     """
 
     _n, _kind = 1, "avg"
+    _pool = staticmethod(F.adaptive_avg_pool1d)
 
     def __init__(self, output_size: Any) -> None:
         super().__init__(output_size)
@@ -185,6 +191,7 @@ class AdaptiveAvgPool2d(_AdaptiveNd):
     """
 
     _n, _kind = 2, "avg"
+    _pool = staticmethod(F.adaptive_avg_pool2d)
 
     def __init__(self, output_size: Any) -> None:
         super().__init__(output_size)
@@ -199,6 +206,7 @@ class AdaptiveAvgPool3d(_AdaptiveNd):
     """
 
     _n, _kind = 3, "avg"
+    _pool = staticmethod(F.adaptive_avg_pool3d)
 
     def __init__(self, output_size: Any) -> None:
         super().__init__(output_size)
@@ -213,6 +221,7 @@ class AdaptiveMaxPool1d(_AdaptiveNd):
     """
 
     _n, _kind = 1, "max"
+    _pool = staticmethod(F.adaptive_max_pool1d)
 
 
 class AdaptiveMaxPool2d(_AdaptiveNd):
@@ -224,6 +233,7 @@ class AdaptiveMaxPool2d(_AdaptiveNd):
     """
 
     _n, _kind = 2, "max"
+    _pool = staticmethod(F.adaptive_max_pool2d)
 
 
 class AdaptiveMaxPool3d(_AdaptiveNd):
@@ -235,6 +245,7 @@ class AdaptiveMaxPool3d(_AdaptiveNd):
     """
 
     _n, _kind = 3, "max"
+    _pool = staticmethod(F.adaptive_max_pool3d)
 
 
 class _LPPoolNd(Module):
@@ -249,7 +260,7 @@ class _LPPoolNd(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, input: jax.Array) -> jax.Array:
-        fn = getattr(F, f"lp_pool{self._n}d")
+        fn = self._pool
         return fn(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
 
     def extra_repr(self) -> str:
@@ -266,6 +277,7 @@ class LPPool1d(_LPPoolNd):
     """
 
     _n = 1
+    _pool = staticmethod(F.lp_pool1d)
 
 
 class LPPool2d(_LPPoolNd):
@@ -277,6 +289,7 @@ class LPPool2d(_LPPoolNd):
     """
 
     _n = 2
+    _pool = staticmethod(F.lp_pool2d)
 
 
 class LPPool3d(_LPPoolNd):
@@ -288,3 +301,4 @@ class LPPool3d(_LPPoolNd):
     """
 
     _n = 3
+    _pool = staticmethod(F.lp_pool3d)

@@ -10,21 +10,19 @@ import jax
 import jax.numpy as jnp
 
 from jparam._module import Module
-from jparam._parameter import Parameter
-from jparam._random import module_key, new_key_leaf, next_key
-from jparam._random import normal as _host_normal, uniform as _host_uniform
-from jparam.nn import _functional_rnn as FR
+from jparam._parameter import Parameter, _unwrap
+from jparam._random import module_key, new_key_leaf
+from jparam.nn import functional as F
+from jparam.nn import init
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
 
-def _uniform(shape, bound: float, dtype) -> jax.Array:
-    dtype = jnp.dtype(dtype) if dtype is not None else jnp.float32
-    return _host_uniform(shape, jnp.float32, -bound, bound).astype(dtype)
-
-
-def _val(p):
-    return None if p is None else (p.data if isinstance(p, Parameter) else p)
+def _reset_uniform(module: Module) -> None:
+    """torch's recurrent init: every parameter ``~ U(±1/sqrt(hidden_size))``."""
+    stdv = 1.0 / math.sqrt(module.hidden_size) if module.hidden_size > 0 else 0.0
+    for weight in module.parameters():
+        init.uniform_(weight, -stdv, stdv)
 
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
@@ -84,7 +82,6 @@ class RNNBase(Module):
         D = 2 if bidirectional else 1
         gate = _GATES[mode] * hidden_size
         real_hidden = proj_size if proj_size > 0 else hidden_size
-        stdv = 1.0 / math.sqrt(hidden_size)
         names = []
         for layer in range(num_layers):
             for d in range(D):
@@ -98,14 +95,19 @@ class RNNBase(Module):
                 if proj_size > 0:
                     shapes.append((f"weight_hr_l{layer}{sfx}", (proj_size, hidden_size)))
                 for name, shape in shapes:
-                    setattr(self, name, Parameter(_uniform(shape, stdv, dtype)))
+                    setattr(self, name, Parameter(init._empty(shape, dtype)))
                     names.append(name)
         self._flat_weights_names = tuple(names)
         self._rng = new_key_leaf()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Redraw every weight and bias from ``U(±1/sqrt(hidden_size))`` (torch's init)."""
+        _reset_uniform(self)
 
     @property
     def _flat_weights(self):
-        return [_val(getattr(self, n)) for n in self._flat_weights_names]
+        return [_unwrap(getattr(self, n)) for n in self._flat_weights_names]
 
     @property
     def all_weights(self):
@@ -135,7 +137,7 @@ class RNNBase(Module):
         return s
 
     def _check_input(self, input):
-        input = _val(input)
+        input = _unwrap(input)
         if jnp.ndim(input) not in (2, 3):
             raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
                              f"{jnp.ndim(input)}D instead (shape {jnp.shape(input)})")
@@ -147,7 +149,7 @@ class RNNBase(Module):
     def _check_hx(self, input, hx, name="hx"):
         if hx is None:
             return None
-        hx = _val(hx)
+        hx = _unwrap(hx)
         want = jnp.ndim(input)
         if jnp.ndim(hx) != want:
             kind = "unbatched 2-D" if want == 2 else "batched 3-D"
@@ -163,7 +165,7 @@ class RNNBase(Module):
     def forward(self, input: jax.Array, hx: Optional[jax.Array] = None):
         input = self._check_input(input)
         hx = self._check_hx(input, hx)
-        fn = FR.rnn_tanh if self.mode == "RNN_TANH" else FR.rnn_relu if self.mode == "RNN_RELU" else FR.gru
+        fn = F.rnn_tanh if self.mode == "RNN_TANH" else F.rnn_relu if self.mode == "RNN_RELU" else F.gru
         return fn(input, hx, self._flat_weights, self.bias, self.num_layers, self.dropout,
                   self.training, self.bidirectional, self.batch_first, key=self._dropout_key())
 
@@ -237,7 +239,7 @@ class LSTM(RNNBase):
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError(f"LSTM: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
             hx = (self._check_hx(input, hx[0], "h_0"), self._check_hx(input, hx[1], "c_0"))
-        out, h, c = FR.lstm(input, hx, self._flat_weights, self.bias, self.num_layers,
+        out, h, c = F.lstm(input, hx, self._flat_weights, self.bias, self.num_layers,
                             self.dropout, self.training, self.bidirectional, self.batch_first,
                             key=self._dropout_key())
         return out, (h, c)
@@ -253,15 +255,19 @@ class RNNCellBase(Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
-        stdv = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0
-        self.weight_ih = Parameter(_uniform((num_chunks * hidden_size, input_size), stdv, dtype))
-        self.weight_hh = Parameter(_uniform((num_chunks * hidden_size, hidden_size), stdv, dtype))
+        self.weight_ih = Parameter(init._empty((num_chunks * hidden_size, input_size), dtype))
+        self.weight_hh = Parameter(init._empty((num_chunks * hidden_size, hidden_size), dtype))
         if bias:
-            self.bias_ih = Parameter(_uniform((num_chunks * hidden_size,), stdv, dtype))
-            self.bias_hh = Parameter(_uniform((num_chunks * hidden_size,), stdv, dtype))
+            self.bias_ih = Parameter(init._empty((num_chunks * hidden_size,), dtype))
+            self.bias_hh = Parameter(init._empty((num_chunks * hidden_size,), dtype))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Redraw every weight and bias from ``U(±1/sqrt(hidden_size))`` (torch's init)."""
+        _reset_uniform(self)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -272,7 +278,7 @@ class RNNCellBase(Module):
         return s
 
     def _prep(self, input, hx, n_state):
-        input = _val(input)
+        input = _unwrap(input)
         if jnp.ndim(input) not in (1, 2):
             raise ValueError(f"{type(self).__name__}: Expected input to be 1D or 2D, got "
                              f"{jnp.ndim(input)}D instead (shape {jnp.shape(input)})")
@@ -286,7 +292,7 @@ class RNNCellBase(Module):
         if hx is None:
             hx = tuple(jnp.zeros((N, self.hidden_size), input.dtype) for _ in range(n_state))
         else:
-            hx = tuple(_val(h) for h in (hx if n_state == 2 else (hx,)))
+            hx = tuple(_unwrap(h) for h in (hx if n_state == 2 else (hx,)))
             for h in hx:
                 if jnp.ndim(h) != jnp.ndim(input) - (0 if batched else 1):
                     raise ValueError(f"{type(self).__name__}: hidden state must be "
@@ -297,7 +303,7 @@ class RNNCellBase(Module):
         return input, hx, batched
 
     def _params(self):
-        return (_val(self.weight_ih), _val(self.weight_hh), _val(self.bias_ih), _val(self.bias_hh))
+        return (_unwrap(self.weight_ih), _unwrap(self.weight_hh), _unwrap(self.bias_ih), _unwrap(self.bias_hh))
 
 
 class RNNCell(RNNCellBase):
@@ -318,7 +324,7 @@ class RNNCell(RNNCellBase):
 
     def forward(self, input: jax.Array, hx: Optional[jax.Array] = None) -> jax.Array:
         x, (h,), batched = self._prep(input, hx, 1)
-        fn = FR.rnn_tanh_cell if self.nonlinearity == "tanh" else FR.rnn_relu_cell
+        fn = F.rnn_tanh_cell if self.nonlinearity == "tanh" else F.rnn_relu_cell
         out = fn(x, h, *self._params())
         return out if batched else out[0]
 
@@ -339,7 +345,7 @@ class LSTMCell(RNNCellBase):
 
     def forward(self, input: jax.Array, hx: Optional[Tuple[jax.Array, jax.Array]] = None):
         x, (h, c), batched = self._prep(input, hx, 2)
-        h, c = FR.lstm_cell(x, (h, c), *self._params())
+        h, c = F.lstm_cell(x, (h, c), *self._params())
         return (h, c) if batched else (h[0], c[0])
 
 
@@ -358,5 +364,5 @@ class GRUCell(RNNCellBase):
 
     def forward(self, input: jax.Array, hx: Optional[jax.Array] = None) -> jax.Array:
         x, (h,), batched = self._prep(input, hx, 1)
-        out = FR.gru_cell(x, h, *self._params())
+        out = F.gru_cell(x, h, *self._params())
         return out if batched else out[0]

@@ -4,14 +4,12 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 
 from jparam._convert import to_jax_array
 from jparam._module import Module
-from jparam._parameter import Parameter
-from jparam._random import next_key
-from jparam._random import normal as _host_normal, uniform as _host_uniform
+from jparam._parameter import Parameter, _unwrap
 from jparam.nn import functional as F
+from jparam.nn import init
 
 __all__ = ["Embedding"]
 
@@ -51,22 +49,26 @@ class Embedding(Module):
         self.norm_type = norm_type
         self.scale_grad_by_freq = scale_grad_by_freq
         self.sparse = sparse
-        dt = jnp.dtype(dtype) if dtype is not None else jnp.float32
         if _weight is None:
-            w = _host_normal((num_embeddings, embedding_dim), jnp.float32)
-            if padding_idx is not None:
-                w = w.at[padding_idx].set(0.0)
-            w = w.astype(dt)
+            self.weight = Parameter(init._empty((num_embeddings, embedding_dim), dtype),
+                                    requires_grad=not _freeze)
+            self.reset_parameters()
         else:
-            w = jnp.asarray(getattr(_weight, "data", _weight))
+            w = to_jax_array(_weight, "Embedding _weight")
             if tuple(w.shape) != (num_embeddings, embedding_dim):
                 raise ValueError(f"Shape of weight {tuple(w.shape)} does not match "
                                  f"num_embeddings and embedding_dim ({num_embeddings}, "
                                  f"{embedding_dim})")
-        self.weight = Parameter(w, requires_grad=not _freeze)
+            self.weight = Parameter(w, requires_grad=not _freeze)
+
+    def reset_parameters(self) -> None:
+        """Redraw ``weight`` from ``N(0, 1)`` with the ``padding_idx`` row zero (torch's init)."""
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.data = self.weight._data.at[self.padding_idx].set(0)
 
     def forward(self, input: jax.Array) -> jax.Array:
-        return F.embedding(input, self.weight.data, self.padding_idx, self.max_norm,
+        return F.embedding(input, _unwrap(self.weight), self.padding_idx, self.max_norm,
                            self.norm_type, self.scale_grad_by_freq, self.sparse)
 
     def extra_repr(self) -> str:
@@ -95,7 +97,7 @@ class Embedding(Module):
             >>> emb.weight.requires_grad
             False
         """
-        w = to_jax_array(embeddings, "embeddings")
+        w = to_jax_array(embeddings, "Embedding.from_pretrained embeddings")
         if w.ndim != 2:
             raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape "
                              f"{tuple(w.shape)}")

@@ -3,35 +3,28 @@ submodule layout, init, repr and forward semantics)."""
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
 
 from jparam._module import Module
-from jparam._parameter import Parameter
-from jparam._random import new_key_leaf, next_key
-from jparam._random import normal as _host_normal, uniform as _host_uniform
+from jparam._parameter import _unwrap
+from jparam._random import new_key_leaf
+from jparam.nn import init
 from jparam.nn._functional._activation import gelu, relu
 from jparam.nn.modules.activation_attention import MultiheadAttention
 from jparam.nn.modules.container import ModuleList
 from jparam.nn.modules.dropout import Dropout
 from jparam.nn.modules.linear import Linear
+from jparam.nn.modules.normalization import LayerNorm
 
 __all__ = ["Transformer", "TransformerEncoder", "TransformerDecoder",
            "TransformerEncoderLayer", "TransformerDecoderLayer"]
 
 
 def _layer_norm(d_model: int, eps: float, bias: bool, dtype: Any) -> Module:
-    # looked up at construction time: LayerNorm lives in the normalization family's file
-    from jparam.nn import modules as _m
-
-    LayerNorm = getattr(_m, "LayerNorm", None)
-    if LayerNorm is None:  # pragma: no cover - only while the layer library is incomplete
-        raise ImportError("jparam.nn.LayerNorm is not available; the transformer layers need it")
-    kw = {"dtype": dtype} if dtype is not None else {}
-    return LayerNorm(d_model, eps=eps, bias=bias, **kw)
+    return LayerNorm(d_model, eps=eps, bias=bias, dtype=dtype)
 
 
 def _get_activation_fn(activation: str) -> Callable:
@@ -59,15 +52,11 @@ def _get_clones(module: Module, N: int) -> ModuleList:
     return ModuleList(clones)
 
 
-def _val(x):
-    return x.data if isinstance(x, Parameter) else x
-
-
 def _canonical(mask, dtype):
     """bool → float (-inf where True), like ``F._canonical_mask``; float unchanged."""
     if mask is None:
         return None
-    mask = _val(mask)
+    mask = _unwrap(mask)
     mask = jnp.asarray(mask)
     if mask.dtype == jnp.bool_:
         return jnp.where(mask, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0.0, dtype))
@@ -123,7 +112,7 @@ class TransformerEncoderLayer(Module):
     def forward(self, src: jax.Array, src_mask: Optional[jax.Array] = None,
                 src_key_padding_mask: Optional[jax.Array] = None,
                 is_causal: bool = False) -> jax.Array:
-        src = _val(src)
+        src = _unwrap(src)
         src_key_padding_mask = _canonical(src_key_padding_mask, src.dtype)
         src_mask = _canonical(src_mask, src.dtype)
         x = src
@@ -184,8 +173,8 @@ class TransformerDecoderLayer(Module):
                 tgt_key_padding_mask: Optional[jax.Array] = None,
                 memory_key_padding_mask: Optional[jax.Array] = None,
                 tgt_is_causal: bool = False, memory_is_causal: bool = False) -> jax.Array:
-        x = _val(tgt)
-        memory = _val(memory)
+        x = _unwrap(tgt)
+        memory = _unwrap(memory)
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
             x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask,
@@ -242,7 +231,7 @@ class TransformerEncoder(Module):
     def forward(self, src: jax.Array, mask: Optional[jax.Array] = None,
                 src_key_padding_mask: Optional[jax.Array] = None,
                 is_causal: Optional[bool] = None) -> jax.Array:
-        src = _val(src)
+        src = _unwrap(src)
         src_key_padding_mask = _canonical(src_key_padding_mask, src.dtype)
         mask = _canonical(mask, src.dtype)
         is_causal = is_causal is True
@@ -278,7 +267,7 @@ class TransformerDecoder(Module):
                 tgt_key_padding_mask: Optional[jax.Array] = None,
                 memory_key_padding_mask: Optional[jax.Array] = None,
                 tgt_is_causal: Optional[bool] = None, memory_is_causal: bool = False) -> jax.Array:
-        output = _val(tgt)
+        output = _unwrap(tgt)
         tgt_is_causal = tgt_is_causal is True
         for mod in self.layers:
             output = mod(output, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
@@ -334,11 +323,7 @@ class Transformer(Module):
         """xavier-uniform for every parameter with ``ndim > 1`` (torch's ``_reset_parameters``)."""
         for p in self.parameters():
             if p.ndim > 1:
-                fan_in = p.shape[1] * math.prod(p.shape[2:])
-                fan_out = p.shape[0] * math.prod(p.shape[2:])
-                bound = math.sqrt(6.0 / float(fan_in + fan_out))
-                p.data = _host_uniform(p.shape, jnp.float32, -bound,
-                                            bound).astype(p.dtype)
+                init.xavier_uniform_(p)
 
     def forward(self, src: jax.Array, tgt: jax.Array, src_mask: Optional[jax.Array] = None,
                 tgt_mask: Optional[jax.Array] = None, memory_mask: Optional[jax.Array] = None,
@@ -347,7 +332,7 @@ class Transformer(Module):
                 memory_key_padding_mask: Optional[jax.Array] = None,
                 src_is_causal: Optional[bool] = None, tgt_is_causal: Optional[bool] = None,
                 memory_is_causal: bool = False) -> jax.Array:
-        src, tgt = _val(src), _val(tgt)
+        src, tgt = _unwrap(src), _unwrap(tgt)
         is_batched = src.ndim == 3
         if is_batched and src.shape[0 if self.batch_first else 1] != tgt.shape[0 if self.batch_first else 1]:
             raise ValueError(f"the batch number of src and tgt must be equal; got shapes "

@@ -13,8 +13,11 @@ from typing import Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
 from jparam.amp import _autocast as _amp
+
+from ._dropout import _dropout, _need_key
+from ._linear import linear
 
 __all__ = ["rnn_tanh_cell", "rnn_relu_cell", "lstm_cell", "gru_cell",
            "rnn_tanh", "rnn_relu", "lstm", "gru"]
@@ -22,20 +25,15 @@ __all__ = ["rnn_tanh_cell", "rnn_relu_cell", "lstm_cell", "gru_cell",
 Array = jax.Array
 
 
-def _lin(x, w, b):
-    y = jnp.matmul(x, w.T)
-    return y if b is None else y + b
-
-
 # ------------------------------------------------------------------------------ cell steps
 # ``gi`` is the already-projected input ``x W_ihᵀ + b_ih`` (hoisted out of the time loop).
 
 def _rnn_step(gi, h, w_hh, b_hh, act):
-    return act(gi + _lin(h, w_hh, b_hh))
+    return act(gi + linear(h, w_hh, b_hh))
 
 
 def _lstm_step(gi, h, c, w_hh, b_hh, w_hr):
-    gates = gi + _lin(h, w_hh, b_hh)
+    gates = gi + linear(h, w_hh, b_hh)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -45,7 +43,7 @@ def _lstm_step(gi, h, c, w_hh, b_hh, w_hr):
 
 
 def _gru_step(gi, h, w_hh, b_hh):
-    gh = _lin(h, w_hh, b_hh)
+    gh = linear(h, w_hh, b_hh)
     i_r, i_z, i_n = jnp.split(gi, 3, axis=-1)
     h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
     r = jax.nn.sigmoid(i_r + h_r)
@@ -63,7 +61,7 @@ def rnn_tanh_cell(input: Array, hx: Array, w_ih: Array, w_hh: Array,
         (2, 4)
     """
     input, hx, w_ih, w_hh, b_ih, b_hh = _amp.cast_for_matmul(input, hx, w_ih, w_hh, b_ih, b_hh)
-    return _rnn_step(_lin(input, w_ih, b_ih), hx, w_hh, b_hh, jnp.tanh)
+    return _rnn_step(linear(input, w_ih, b_ih), hx, w_hh, b_hh, jnp.tanh)
 
 
 def rnn_relu_cell(input: Array, hx: Array, w_ih: Array, w_hh: Array,
@@ -75,7 +73,7 @@ def rnn_relu_cell(input: Array, hx: Array, w_ih: Array, w_hh: Array,
         (4,)
     """
     input, hx, w_ih, w_hh, b_ih, b_hh = _amp.cast_for_matmul(input, hx, w_ih, w_hh, b_ih, b_hh)
-    return _rnn_step(_lin(input, w_ih, b_ih), hx, w_hh, b_hh, jax.nn.relu)
+    return _rnn_step(linear(input, w_ih, b_ih), hx, w_hh, b_hh, jax.nn.relu)
 
 
 def lstm_cell(input: Array, hx: Tuple[Array, Array], w_ih: Array, w_hh: Array,
@@ -93,7 +91,7 @@ def lstm_cell(input: Array, hx: Tuple[Array, Array], w_ih: Array, w_hh: Array,
     input, w_ih, w_hh, b_ih, b_hh, w_hr = _amp.cast_for_matmul(input, w_ih, w_hh, b_ih, b_hh, w_hr)
     hx = _amp.cast_for_matmul(*hx)
     h, c = hx
-    return _lstm_step(_lin(input, w_ih, b_ih), h, c, w_hh, b_hh, w_hr)
+    return _lstm_step(linear(input, w_ih, b_ih), h, c, w_hh, b_hh, w_hr)
 
 
 def gru_cell(input: Array, hx: Array, w_ih: Array, w_hh: Array,
@@ -106,26 +104,17 @@ def gru_cell(input: Array, hx: Array, w_ih: Array, w_hh: Array,
         (2, 4)
     """
     input, hx, w_ih, w_hh, b_ih, b_hh = _amp.cast_for_matmul(input, hx, w_ih, w_hh, b_ih, b_hh)
-    return _gru_step(_lin(input, w_ih, b_ih), hx, w_hh, b_hh)
+    return _gru_step(linear(input, w_ih, b_ih), hx, w_hh, b_hh)
 
 
 # ------------------------------------------------------------------------------ sequence runner
-
-def _as_key(key):
-    if key is None:
-        raise ValueError("recurrent dropout (dropout > 0, training) needs an explicit `key` "
-                         "(e.g. jax.random.key(0)); the nn.RNN/LSTM/GRU modules supply one themselves")
-    if isinstance(key, (np.ndarray, jax.Array)) and not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
-    return key
-
 
 def _run_direction(mode, x, h0, c0, w, has_biases, reverse):
     """Scan one layer in one direction over time-major ``x (T, N, in)``."""
     w_ih, w_hh = w[0], w[1]
     b_ih, b_hh = (w[2], w[3]) if has_biases else (None, None)
     w_hr = w[-1] if mode == "LSTM" and len(w) in (3, 5) else None
-    gi = _lin(x, w_ih, b_ih)   # all time steps at once, outside the loop
+    gi = linear(x, w_ih, b_ih)   # all time steps at once, outside the loop
 
     if mode == "LSTM":
         def step(carry, g):
@@ -167,7 +156,7 @@ def _rnn_impl(mode, input, hx, flat_weights, has_biases, num_layers, dropout, tr
                          f"bidirectional={bidirectional}, bias={has_biases}; got {len(flat_weights)}")
     unbatched = input.ndim == 2
     x = input[:, None] if unbatched else (jnp.swapaxes(input, 0, 1) if batch_first else input)
-    T, N = x.shape[0], x.shape[1]
+    N = x.shape[1]
     H_out = flat_weights[1].shape[1]
     gate_rows = flat_weights[0].shape[0]
     H = gate_rows // {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}[mode]
@@ -196,7 +185,7 @@ def _rnn_impl(mode, input, hx, flat_weights, has_biases, num_layers, dropout, tr
 
     use_dropout = train and dropout > 0.0 and num_layers > 1
     if use_dropout:
-        keys = jax.random.split(_as_key(key), num_layers - 1)
+        keys = jax.random.split(_need_key(key, fname), num_layers - 1)
     h_n, c_n = [], []
     for layer in range(num_layers):
         outs = []
@@ -210,11 +199,7 @@ def _rnn_impl(mode, input, hx, flat_weights, has_biases, num_layers, dropout, tr
             c_n.append(c)
         x = outs[0] if D == 1 else jnp.concatenate(outs, axis=-1)
         if use_dropout and layer < num_layers - 1:
-            if dropout >= 1.0:
-                x = jnp.zeros_like(x)
-            else:
-                keep = jax.random.bernoulli(keys[layer], 1.0 - dropout, x.shape)
-                x = jnp.where(keep, x / (1.0 - dropout), jnp.zeros((), x.dtype))
+            x = _dropout(x, dropout, keys[layer], fname)
     out = x[:, 0] if unbatched else (jnp.swapaxes(x, 0, 1) if batch_first else x)
     h_n = jnp.stack(h_n)
     if unbatched:

@@ -19,33 +19,15 @@ from typing import Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
 from jparam.amp import _autocast as _amp
+
+from ._dropout import _check_p, _dropout
+from ._linear import linear
 
 __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
 
 Array = jax.Array
-
-
-def _as_key(key, fname: str):
-    if key is None:
-        raise ValueError(f"{fname}: dropout_p > 0 needs an explicit `key_rng` "
-                         "(e.g. jax.random.key(0)); the nn modules supply one themselves")
-    if isinstance(key, (np.ndarray, jax.Array)) and not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
-    return key
-
-
-def _dropout(x: Array, p: float, key, fname: str) -> Array:
-    """torch.dropout(x, p, train=True): zero with probability p, scale the rest by 1/(1-p)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{fname}: dropout probability has to be between 0 and 1, but got {p}")
-    if p == 0.0:
-        return x
-    if p == 1.0:
-        return jnp.zeros_like(x)
-    keep = jax.random.bernoulli(_as_key(key, fname), 1.0 - p, x.shape)
-    return jnp.where(keep, x / (1.0 - p), jnp.zeros((), x.dtype))
 
 
 def _safe_softmax(scores: Array) -> Array:
@@ -120,8 +102,9 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array,
         else:
             raise TypeError(f"{fname}: attn_mask dtype must be bool or floating, got {attn_mask.dtype}")
     weights = _amp.cast_for_matmul(_safe_softmax(_amp.cast_to_float32(scores)))
+    _check_p(dropout_p, fname)
     if dropout_p > 0.0:
-        weights = _dropout(weights, dropout_p, key_rng, fname)
+        weights = _dropout(weights, dropout_p, key_rng, fname, key_arg="key_rng")
     return jnp.matmul(weights, value)
 
 
@@ -136,11 +119,6 @@ def _canonical_mask(mask, name: str, dtype):
         raise TypeError(f"multi_head_attention_forward: only bool and floating types of {name} "
                         f"are supported, got {mask.dtype}")
     return mask
-
-
-def _linear(x, w, b):
-    y = jnp.matmul(x, w.T)
-    return y if b is None else y + b
 
 
 def _mha_shape_check(query, key, value, key_padding_mask, attn_mask, num_heads) -> bool:
@@ -254,9 +232,9 @@ def multi_head_attention_forward(
         b_q = b_k = b_v = None
         if in_proj_bias is not None:
             b_q, b_k, b_v = jnp.split(in_proj_bias, 3)
-        q = _linear(query, q_proj_weight, b_q)
-        k = _linear(key, k_proj_weight, b_k)
-        v = _linear(value, v_proj_weight, b_v)
+        q = linear(query, q_proj_weight, b_q)
+        k = linear(key, k_proj_weight, b_k)
+        v = linear(value, v_proj_weight, b_v)
     else:
         if key.shape != value.shape:
             raise ValueError(f"{f}: key shape {key.shape} does not match value shape {value.shape}")
@@ -269,7 +247,7 @@ def multi_head_attention_forward(
         b_q = b_k = b_v = None
         if in_proj_bias is not None:
             b_q, b_k, b_v = jnp.split(in_proj_bias, 3)
-        q, k, v = _linear(query, w_q, b_q), _linear(key, w_k, b_k), _linear(value, w_v, b_v)
+        q, k, v = linear(query, w_q, b_q), linear(key, w_k, b_k), linear(value, w_v, b_v)
 
     if attn_mask is not None:
         if attn_mask.ndim == 2:
@@ -334,11 +312,12 @@ def multi_head_attention_forward(
         if attn_mask is not None:
             w = attn_mask + w
         w = jax.nn.softmax(w, axis=-1)   # plain softmax: a fully masked row is NaN, as in torch
+        _check_p(dropout_p, f)
         if dropout_p > 0.0:
-            w = _dropout(w, dropout_p, key_rng, f)
+            w = _dropout(w, dropout_p, key_rng, f, key_arg="key_rng")
         out = jnp.matmul(w, v)
         out = jnp.swapaxes(out, 0, 1).reshape(tgt_len * bsz, embed_dim)
-        out = _linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, -1)
+        out = linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, -1)
         w = w.reshape(bsz, num_heads, tgt_len, src_len)
         if average_attn_weights:
             w = jnp.mean(w, axis=1)
@@ -356,7 +335,7 @@ def multi_head_attention_forward(
     v = v.reshape(bsz, num_heads, src_len, head_dim)
     out = scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, key_rng=key_rng)
     out = jnp.transpose(out, (2, 0, 1, 3)).reshape(bsz * tgt_len, embed_dim)
-    out = _linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, -1)
+    out = linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, -1)
     if not is_batched:
         out = out[:, 0]
     return out, None

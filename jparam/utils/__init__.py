@@ -1,0 +1,2 @@
+"""``jparam.utils``: counterparts of ``torch.utils`` (``checkpoint``)."""
+from jparam.utils import checkpoint  # noqa: F401
