@@ -32,7 +32,8 @@ from jparam._tracing import trace_state_clean
 
 __all__ = ["flatten_module", "unflatten_module", "materialize", "Blueprint", "Aux"]
 
-_ARRAY_TYPES = (jax.Array, np.ndarray)
+# ShapeDtypeStruct: a model from jax.eval_shape keeps its plain-array attributes as leaves
+_ARRAY_TYPES = (jax.Array, np.ndarray, jax.ShapeDtypeStruct)
 
 
 def _thash(x: Any) -> int:
@@ -251,7 +252,8 @@ def flatten_module(root, collect: list = None) -> tuple:
 def flatten_with_keys(root):
     leaves, aux = flatten_module(root)
     names = aux.bp.leaf_names()
-    return [(jax.tree_util.GetAttrKey(n), v) for n, v in zip(names, leaves)], aux
+    # DictKey: the key type JAX's own structure-mismatch messages can print (they read .key)
+    return [(jax.tree_util.DictKey(n), v) for n, v in zip(names, leaves)], aux
 
 
 def unflatten_module(aux: Aux, leaves) -> Any:

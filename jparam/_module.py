@@ -458,6 +458,10 @@ class Module:
                 continue
             if not assign and val.dtype != cur_arr.dtype:
                 val = val.astype(cur_arr.dtype)
+            where = getattr(cur_arr, "sharding", None)  # keep the destination's placement, like torch's copy_
+            if not assign and where is not None and not isinstance(val, jax.core.Tracer) \
+                    and val.sharding != where:
+                val = jax.device_put(val, where)
             writes.append((mod, name, kind, val))
         if strict:
             if unexpected:

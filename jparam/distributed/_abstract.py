@@ -1,0 +1,62 @@
+"""Models too big for one device: build abstractly, place, then create the arrays in their shards.
+
+``jax.eval_shape(lambda: GPT(cfg))`` is jparam's meta device: the constructor runs with
+every array abstract (a ``jax.ShapeDtypeStruct``), so nothing is allocated on a device.
+:func:`fully_shard` / :func:`parallelize_module` give those structs their shardings, and
+:func:`materialize` (initialise) or :func:`to_empty` + a sharded load creates the arrays
+directly in their shards.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from jparam._module import Module
+from jparam.distributed._placement import shardings
+
+__all__ = ["materialize", "to_empty"]
+
+
+def _abstract_model(like: Any, fname: str) -> Module:
+    if not isinstance(like, Module):
+        raise TypeError(f"{fname}: expected the abstract model (jax.eval_shape of its constructor, "
+                        f"placed by fully_shard / parallelize_module), got {type(like).__name__}")
+    return like
+
+
+def materialize(fn: Callable[[], Module], like: Module) -> Module:
+    """Run the constructor ``fn`` under ``jax.jit`` with the shardings of the placed abstract
+    model ``like``: each device computes only its shards of every parameter.
+
+    Parameters drawn from ``jparam.manual_seed`` get the same values as an eager
+    ``fn()`` would, drawn when ``fn`` is traced.
+
+    Example:
+        >>> mesh = jax.make_mesh((1,), ("fsdp",))
+        >>> abstract = jax.eval_shape(lambda: nn.Linear(64, 32))
+        >>> _ = jparam.distributed.fully_shard(abstract, mesh)
+        >>> model = jparam.distributed.materialize(lambda: nn.Linear(64, 32), abstract)
+        >>> model.weight.sharding.spec
+        PartitionSpec('fsdp', None)
+    """
+    _abstract_model(like, "materialize")
+    return jax.jit(fn, out_shardings=shardings(like))()
+
+
+def to_empty(like: Module) -> Module:
+    """torch's ``module.to_empty()``: a concrete model of ``like``'s structure whose arrays
+    are zeros created directly in ``like``'s shardings, ready for ``load_state_dict`` /
+    ``jparam.load_sharded`` (which write into that placement).
+
+    Example:
+        >>> abstract = jax.eval_shape(lambda: nn.Linear(4, 2))
+        >>> _ = jparam.distributed.replicate(abstract, jax.make_mesh((1,), ("data",)))
+        >>> jparam.distributed.to_empty(abstract).weight.shape
+        (2, 4)
+    """
+    _abstract_model(like, "to_empty")
+    sh = shardings(like)
+    return jax.jit(lambda: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), like),
+                   out_shardings=sh)()
