@@ -230,6 +230,25 @@ MAIN = PRELUDE + textwrap.dedent(r'''
     assert "has no attribute" not in msg, msg
     g_specs = dist.partition_specs(mg)   # the variant with grads: grads follow their parameters
     assert jax.tree_util.tree_structure(g_specs) == jax.tree_util.tree_structure(mg)
+    raises(lambda: jax.jit(lambda m: dist.shardings(m))(mg), "outside", exc=TypeError)
+    raises(lambda: dist.shardings(ex.GPT(V, **CFG)), "mesh=", exc=ValueError)
+    # regex keys, callables returning None (no rule), two models in one tree, threads
+    import re, threading
+    two = [ex.GPT(V, **CFG), ex.GPT(V, **CFG)]
+    dist.parallelize_module(two[0], mesh2, {re.compile(r"blocks\.\d+\.(fc|qkv)\.weight"): P("tp", None),
+                                            "*.bias": lambda name, a: P("tp") if a.shape[0] == 64 else None})
+    assert specs(two[0])["blocks.0.fc.weight"] == ("tp", None) and specs(two[0])["blocks.0.fc.bias"] == ("tp",)
+    assert specs(two[0])["blocks.0.qkv.bias"] == () and specs(two[0])["blocks.0.qkv.weight"] == ("tp", None)
+    dist.fully_shard(two[1], mesh2, axis="fsdp", min_size=64)
+    results = [None] * 4
+    def work(i):
+        results[i] = jax.tree_util.tree_leaves(dist.partition_specs((two[0], two[1])))
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]; [t.join() for t in threads]
+    assert all(r == results[0] for r in results)
+    t0 = jax.tree_util.tree_leaves(dist.partition_specs(two[0]))
+    t1 = jax.tree_util.tree_leaves(dist.partition_specs(two[1]))
+    assert results[0] == t0 + t1 and t0 != t1
     print("ERRORS-OK")
 
     # ---------------------------------------------------------------- 7. JAX explicit-sharding mode
