@@ -115,7 +115,7 @@ MAIN = PRELUDE + textwrap.dedent(r'''
     for k, s in want.items():
         assert got[k] == s, (k, got[k], s)
     assert "head.weight" not in got  # one tied leaf, listed once; the head.weight rule sharded it
-    assert dist.partition_specs(gpt).head.weight == P("tp", "fsdp")
+    assert dist.partition_specs(gpt).head.weight.data == P("tp", "fsdp")
 
     # the same model eagerly on one device is the reference
     jparam.manual_seed(1); single = ex.GPT(V, **CFG)

@@ -9,7 +9,7 @@ Example:
     >>> model = jparam.distributed.replicate(nn.Linear(4, 2), mesh)
     >>> x = jparam.distributed.shard_batch(np.ones((8, 4), np.float32), mesh, "data")
     >>> model(x).sharding.spec
-    PartitionSpec('data', None)
+    P('data',)
 """
 from jparam.distributed._abstract import materialize, to_empty
 from jparam.distributed._batch import shard_batch

@@ -39,7 +39,7 @@ def materialize(fn: Callable[[], Module], like: Module) -> Module:
         >>> _ = jparam.distributed.fully_shard(abstract, mesh)
         >>> model = jparam.distributed.materialize(lambda: nn.Linear(64, 32), abstract)
         >>> model.weight.sharding.spec
-        PartitionSpec('fsdp', None)
+        P(None, 'fsdp')
     """
     _abstract_model(like, "materialize")
     return jax.jit(fn, out_shardings=shardings(like))()

@@ -23,7 +23,7 @@ def shard_batch(batch: Any, mesh: Mesh, axis: Union[str, Sequence[str]] = "data"
         >>> mesh = jax.make_mesh((1,), ("data",))
         >>> x = jparam.distributed.shard_batch(np.ones((8, 3), np.float32), mesh)
         >>> x.sharding.spec
-        PartitionSpec('data',)
+        P('data',)
     """
     if not isinstance(mesh, Mesh):
         raise TypeError(f"shard_batch: expected a jax.sharding.Mesh, got {type(mesh).__name__}")

@@ -143,7 +143,7 @@ def shardings(tree: Any, mesh: Optional[Mesh] = None) -> Any:
         >>> mesh = jax.make_mesh((1,), ("data",))
         >>> model = jparam.distributed.replicate(nn.Linear(4, 2), mesh)
         >>> jparam.distributed.shardings(model).weight.spec
-        PartitionSpec()
+        P()
     """
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     for v in leaves:
@@ -182,8 +182,8 @@ def partition_specs(tree: Any, mesh: Optional[Mesh] = None) -> Any:
     Example:
         >>> mesh = jax.make_mesh((1,), ("data",))
         >>> model = jparam.distributed.replicate(nn.Linear(4, 2), mesh)
-        >>> jparam.distributed.partition_specs(model).bias
-        PartitionSpec()
+        >>> jax.tree_util.tree_leaves(jparam.distributed.partition_specs(model))
+        [P(), P()]
     """
     sh = shardings(tree, mesh)
     leaves, treedef = jax.tree_util.tree_flatten(sh)

@@ -44,8 +44,7 @@ def _default_mesh(mesh: Optional[Mesh], name: str) -> Mesh:
 def _current_spec(value: Any, mesh: Mesh, ndim: int) -> list:
     """The leaf's spec on ``mesh`` as a list of length ``ndim`` (replicated if elsewhere)."""
     s = getattr(value, "sharding", None)
-    if isinstance(s, NamedSharding) and s.mesh.axis_names == mesh.axis_names \
-            and s.mesh.devices.shape == mesh.devices.shape:
+    if isinstance(s, NamedSharding) and s.mesh == mesh:
         spec = list(s.spec)
         return spec + [None] * (ndim - len(spec))
     return [None] * ndim
@@ -89,7 +88,7 @@ def replicate(module: Module, device_mesh: Optional[Mesh] = None) -> Module:
         >>> mesh = jax.make_mesh((1,), ("data",))
         >>> model = jparam.distributed.replicate(nn.Linear(4, 2), mesh)
         >>> model.weight.sharding.spec
-        PartitionSpec()
+        P()
     """
     _check_module(module, "replicate")
     mesh = _default_mesh(device_mesh, "data")
@@ -112,7 +111,7 @@ def fully_shard(module: Module, mesh: Optional[Mesh] = None, *, axis: Optional[s
         >>> mesh = jax.make_mesh((1,), ("fsdp",))
         >>> model = jparam.distributed.fully_shard(nn.Linear(64, 32), mesh)
         >>> model.weight.sharding.spec
-        PartitionSpec('fsdp', None)
+        P(None, 'fsdp')
     """
     _check_module(module, "fully_shard")
     mesh = _default_mesh(mesh, "fsdp")
@@ -180,7 +179,7 @@ class ColwiseParallel(ParallelStyle):
 
     Example:
         >>> jparam.distributed.ColwiseParallel().specs(nn.Linear(4, 8), jax.make_mesh((1,), ("tp",)))
-        {'weight': PartitionSpec('tp', None), 'bias': PartitionSpec('tp',)}
+        {'weight': P('tp', None), 'bias': P('tp',)}
     """
 
     def specs(self, module: Module, mesh: Mesh) -> dict:
@@ -196,7 +195,7 @@ class RowwiseParallel(ParallelStyle):
 
     Example:
         >>> jparam.distributed.RowwiseParallel().specs(nn.Linear(4, 8), jax.make_mesh((1,), ("tp",)))
-        {'weight': PartitionSpec(None, 'tp'), 'bias': PartitionSpec()}
+        {'weight': P(None, 'tp'), 'bias': P()}
     """
 
     def specs(self, module: Module, mesh: Mesh) -> dict:
@@ -261,7 +260,7 @@ def parallelize_module(module: Module, device_mesh: Optional[Mesh] = None,
         >>> _ = jparam.distributed.parallelize_module(mlp, mesh, {
         ...     "0": jparam.distributed.ColwiseParallel(), "2.weight": jax.sharding.PartitionSpec(None, "tp")})
         >>> mlp[0].weight.sharding.spec, mlp[2].weight.sharding.spec
-        (PartitionSpec('tp', None), PartitionSpec(None, 'tp'))
+        (P('tp', None), P(None, 'tp'))
     """
     _check_module(module, "parallelize_module")
     mesh = _default_mesh(device_mesh, "tp")
