@@ -220,6 +220,9 @@ MAIN = PRELUDE + textwrap.dedent(r'''
     raises(lambda: dist.parallelize_module(m, mesh2, {"ln_f": dist.ColwiseParallel()}), "LayerNorm", exc=TypeError)
     raises(lambda: dist.fully_shard(m, mesh2), "axis=", exc=ValueError)
     raises(lambda: dist.shard_batch(np.ones((6, 2)), mesh1), "6 rows", "8 devices", exc=ValueError)
+    raises(lambda: dist.init_device_mesh("cpu", (3,)), "(3,)", "8 cpu devices", exc=ValueError)
+    raises(lambda: dist.init_device_mesh("npu", (8,)), "'npu'", exc=ValueError)
+    raises(lambda: dist.fully_shard(m, mesh2, axis="dp"), "'dp'", exc=ValueError)
     assert all(not isinstance(p.sharding, NamedSharding) for p in m.parameters())  # failed plans moved nothing
     # a sharding tree for the model without grads, given the model with grads: JAX's own
     # structure error, with the differing leaf names (it used to crash on GetAttrKey.key)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jparam import nn
 from jparam._module import Module
 from jparam.distributed._mesh import init_device_mesh
 from jparam.distributed._placement import leaf_table, place_in_place
@@ -166,11 +167,12 @@ class ParallelStyle:
 
 
 def _style_target(style: ParallelStyle, module: Module) -> str:
-    kind = type(module).__name__
-    if kind not in ("Linear", "Embedding"):
-        raise TypeError(f"{type(style).__name__} applies to nn.Linear and nn.Embedding, not {kind}; "
-                        "give PartitionSpecs for its parameters instead")
-    return kind
+    if isinstance(module, nn.Embedding):
+        return "Embedding"
+    if isinstance(module, nn.Linear):
+        return "Linear"
+    raise TypeError(f"{type(style).__name__} applies to nn.Linear and nn.Embedding, not "
+                    f"{type(module).__name__}; give PartitionSpecs for its parameters instead")
 
 
 class ColwiseParallel(ParallelStyle):
