@@ -11,7 +11,7 @@ flag only concerns the CPU platform). The steps are the ones of ``docs/sharding.
    (``ColwiseParallel`` then ``RowwiseParallel``); ``fully_shard`` shards every large
    parameter over ``fsdp``. The tied embedding / head weight is one leaf: the rule on
    ``head.weight`` shards it.
-3. ``materialize`` runs the constructor under ``jax.jit`` straight into those shards.
+3. ``materialize`` builds the model in host memory and sends each device only its shards.
 4. The optimizer, built after placement, keeps its state next to each shard; the step is
    jitted once with ``in_shardings``/``out_shardings`` from ``jparam.distributed.shardings``
    and donates the model and optimizer.

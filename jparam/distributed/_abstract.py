@@ -3,8 +3,8 @@
 ``jax.eval_shape(lambda: GPT(cfg))`` is jparam's meta device: the constructor runs with
 every array abstract (a ``jax.ShapeDtypeStruct``), so nothing is allocated on a device.
 :func:`fully_shard` / :func:`parallelize_module` give those structs their shardings, and
-:func:`materialize` (initialise) or :func:`to_empty` + a sharded load creates the arrays
-directly in their shards.
+:func:`materialize` (initialise on the host, send each device its shards) or
+:func:`to_empty` + a sharded load creates the arrays directly in their shards.
 """
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ def _abstract_model(like: Any, fname: str) -> Module:
 
 
 def materialize(fn: Callable[[], Module], like: Module) -> Module:
-    """Run the constructor ``fn`` under ``jax.jit`` with the shardings of the placed abstract
-    model ``like``: each device computes only its shards of every parameter.
+    """Build the model with its constructor ``fn`` in host memory, then send each device only
+    its shards of every array, as placed in the abstract model ``like``.
 
-    Parameters drawn from ``jparam.manual_seed`` get the same values as an eager
-    ``fn()`` would, drawn when ``fn`` is traced.
+    The constructor runs on JAX's CPU backend (host RAM holds the model once, as when torch
+    users build on CPU before sharding); ``jax.device_put`` then transfers each shard to its
+    device, so no accelerator ever holds more than its shards.  Parameters get the values an
+    eager ``fn()`` gets from the same ``jparam.manual_seed`` state.
 
     Example:
         >>> mesh = jax.make_mesh((1,), ("fsdp",))
@@ -42,7 +44,20 @@ def materialize(fn: Callable[[], Module], like: Module) -> Module:
         P(None, 'fsdp')
     """
     _abstract_model(like, "materialize")
-    return jax.jit(fn, out_shardings=shardings(like))()
+    sh = shardings(like)
+    try:
+        host = jax.devices("cpu")[0]
+    except RuntimeError:  # no CPU backend (JAX_PLATFORMS without cpu): build on the default device
+        host = None
+    if host is None:
+        model = fn()
+    else:
+        with jax.default_device(host):
+            model = fn()
+    if jax.tree_util.tree_structure(model) != jax.tree_util.tree_structure(like):
+        raise ValueError(f"materialize: fn() built a {type(model).__name__} whose structure differs from "
+                         f"the abstract {type(like).__name__} it should be placed like")
+    return jax.device_put(model, sh)
 
 
 def to_empty(like: Module) -> Module:
