@@ -231,6 +231,9 @@ MAIN = PRELUDE + textwrap.dedent(r'''
     msg = raises(lambda: jax.jit(lambda m: m, in_shardings=(dist.shardings(m),))(mg), "tok_emb.weight.grad",
                  exc=ValueError)
     assert "has no attribute" not in msg, msg
+    me = jax.tree_util.tree_map(lambda a: a, m).eval()   # train vs eval: the diff names the flag
+    msg = raises(lambda: jax.jit(lambda m: m, in_shardings=(dist.shardings(m),))(me), "training=False",
+                 "ln_f: LayerNorm", exc=ValueError)
     g_specs = dist.partition_specs(mg)   # the variant with grads: grads follow their parameters
     assert jax.tree_util.tree_structure(g_specs) == jax.tree_util.tree_structure(mg)
     raises(lambda: jax.jit(lambda m: dist.shardings(m))(mg), "outside", exc=TypeError)
