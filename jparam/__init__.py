@@ -15,7 +15,7 @@ from jparam._parameter import Buffer, Parameter
 from jparam._random import get_rng_state, initial_seed, manual_seed, set_rng_state
 from jparam._tracing import TracerLeakError
 from jparam import _random as random
-from jparam import amp, func, nn, optim, utils
+from jparam import amp, distributed, func, nn, optim, utils
 from jparam.amp import autocast
 
 __version__ = "0.1.0"
@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Module", "Parameter", "Buffer", "backward", "value_and_grad", "grad", "call",
     "manual_seed", "initial_seed", "get_rng_state", "set_rng_state", "TracerLeakError",
-    "nn", "optim", "random", "func", "amp", "autocast", "utils",
+    "nn", "optim", "random", "func", "amp", "autocast", "distributed", "utils",
 ]
 
 # checkpoints (torch and safetensors are imported lazily, inside the functions)

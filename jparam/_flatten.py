@@ -33,7 +33,8 @@ from jparam._tracing import trace_state_clean
 
 __all__ = ["flatten_module", "unflatten_module", "materialize", "Blueprint", "Aux"]
 
-_ARRAY_TYPES = (jax.Array, np.ndarray)
+# ShapeDtypeStruct: a model from jax.eval_shape keeps its plain-array attributes as leaves
+_ARRAY_TYPES = (jax.Array, np.ndarray, jax.ShapeDtypeStruct)
 
 
 def _thash(x: Any) -> int:
@@ -165,7 +166,27 @@ class Aux:
         return isinstance(other, Aux) and (self.bp is other.bp or self.bp == other.bp)
 
     def __repr__(self) -> str:
-        return f"{self.bp.mods[0][0].__name__}(params={len(self.bp.params)}, others={self.bp.n_other})"
+        # one line per module with its static attributes, and the parameters' flags, so that
+        # JAX's "different pytree metadata" message diffs to the line that differs (train vs
+        # eval, a frozen parameter, grads present or not)
+        bp = self.bp
+        lines = [f"{bp.mods[0][0].__name__}(params={len(bp.params)}, grads={bp.n_grads}, "
+                 f"others={bp.n_other})",
+                 "  parameters (g: has grad, f: frozen): "
+                 + "".join("g" if hg else ("." if rg else "f") for rg, hg in bp.params)]
+        paths = {0: "<root>"}
+        for i, (cls, entries) in enumerate(bp.mods):
+            for e in entries:
+                if e[0] == "m" and e[2] is not None and e[2] not in paths:
+                    paths[e[2]] = e[1] if i == 0 else f"{paths[i]}.{e[1]}"
+            statics = " ".join(f"{e[1]}={_short(e[2])}" for e in entries if e[0] == "s")
+            lines.append(f"  {paths.get(i, '?')}: {cls.__name__} {statics}".rstrip())
+        return "\n".join(lines)
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
 
 
 def _is_array_tree(v) -> bool:
@@ -252,7 +273,8 @@ def flatten_module(root, collect: list = None) -> tuple:
 def flatten_with_keys(root):
     leaves, aux = flatten_module(root)
     names = aux.bp.leaf_names()
-    return [(jax.tree_util.GetAttrKey(n), v) for n, v in zip(names, leaves)], aux
+    # DictKey: the key type JAX's own structure-mismatch messages can print (they read .key)
+    return [(jax.tree_util.DictKey(n), v) for n, v in zip(names, leaves)], aux
 
 
 def unflatten_module(aux: Aux, leaves) -> Any:

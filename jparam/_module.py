@@ -598,6 +598,10 @@ class Module:
                                   f"{tuple(val.shape)} from checkpoint, the shape in current "
                                   f"model is {want}.")
                     continue
+            where = getattr(cur_arr, "sharding", None)  # keep the destination's placement, like torch's copy_
+            if not assign and where is not None and isinstance(val, jax.Array) \
+                    and not isinstance(val, jax.core.Tracer) and val.sharding != where:
+                val = jax.device_put(val, where)
             writes.append((mod, name, kind, val))
         if strict:
             if unexpected:

@@ -20,7 +20,8 @@ _state: dict = {"seed": 0, "key": None}
 def _fresh(seed: int) -> np.ndarray:
     # Keys are kept as raw uint32[2] data so they are ordinary arrays (stackable,
     # savable, untouched by ``Module.to``), whatever JAX's default PRNG impl is.
-    return np.asarray(jax.random.key_data(jax.random.key(seed)))
+    with jax.ensure_compile_time_eval():  # concrete even while a constructor is traced
+        return np.asarray(jax.random.key_data(jax.random.key(seed)))
 
 
 def manual_seed(seed: int) -> None:
@@ -48,7 +49,9 @@ def next_key() -> jax.Array:
     Example:
         >>> k = jparam.random.next_key()
     """
-    with _lock:
+    # the host generator advances concretely even while a constructor is traced
+    # (jax.eval_shape / jax.jit of a model's constructor: meta-device init)
+    with _lock, jax.ensure_compile_time_eval():
         if _state["key"] is None:
             _state["key"] = _fresh(_state["seed"])
         key = jax.random.wrap_key_data(_state["key"])
@@ -59,7 +62,9 @@ def next_key() -> jax.Array:
 
 def next_key_data() -> np.ndarray:
     """Like :func:`next_key` but returns the raw ``uint32`` key data (a NumPy array)."""
-    return np.asarray(jax.random.key_data(next_key()))
+    key = next_key()
+    with jax.ensure_compile_time_eval():
+        return np.asarray(jax.random.key_data(key))
 
 
 def get_rng_state() -> np.ndarray:

@@ -128,11 +128,24 @@ def _check_nll(input, target, weight, fname):
     return cd, c
 
 
+def _pick(logp, target, cd):
+    """``logp`` at the ``target`` class along ``cd``.  Under JAX's explicit sharding it is
+    a masked sum (a gather cannot infer its output sharding when the classes are sharded,
+    as a tensor-parallel head's logits are)."""
+    mesh = getattr(getattr(jax.typeof(logp), "sharding", None), "mesh", None)
+    if mesh is None or not getattr(mesh, "_any_axis_explicit", False):
+        return jnp.squeeze(jnp.take_along_axis(logp, jnp.expand_dims(target, cd), axis=cd), cd)
+    shape = [1] * logp.ndim
+    shape[cd] = logp.shape[cd]
+    hit = jnp.expand_dims(target, cd) == jnp.arange(logp.shape[cd], dtype=target.dtype).reshape(shape)
+    return jnp.sum(jnp.where(hit, logp, jnp.zeros((), logp.dtype)), axis=cd)
+
+
 def _nll(logp, target, weight, ignore_index, reduction, fname):
     cd, c = _check_nll(logp, target, weight, fname)
     valid = target != ignore_index
     safe_t = jnp.where(valid, target, 0)
-    picked = jnp.squeeze(jnp.take_along_axis(logp, jnp.expand_dims(safe_t, cd), axis=cd), cd)
+    picked = _pick(logp, safe_t, cd)
     w = jnp.ones((), logp.dtype) if weight is None else jnp.take(weight.astype(logp.dtype), safe_t)
     w = jnp.where(valid, w, jnp.zeros((), logp.dtype))
     loss = -picked * w

@@ -12,6 +12,20 @@ __all__ = [
 ]
 
 
+def _take_rows(weight, index):
+    """``weight[index]``.  Under JAX's explicit sharding the rows come out sharded like
+    ``index`` and whole (gathered, as FSDP does) in the embedding dim: the gather cannot
+    infer an output sharding by itself when the table is sharded."""
+    ws = getattr(jax.typeof(weight), "sharding", None)
+    mesh = getattr(ws, "mesh", None)
+    if mesh is None or not getattr(mesh, "_any_axis_explicit", False):
+        return jnp.take(weight, index, axis=0)
+    index = jnp.asarray(index)
+    ispec = tuple(getattr(jax.typeof(index).sharding, "spec", ()))
+    spec = ispec + (None,) * (index.ndim - len(ispec) + weight.ndim - 1)
+    return weight.at[index].get(out_sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec)))
+
+
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False):
     """Look up rows of ``weight`` (``(num_embeddings, dim)``); ``padding_idx`` rows get no gradient.
@@ -32,7 +46,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
         if not -num <= padding_idx < num:
             raise ValueError(f"embedding: padding_idx {padding_idx} must be within num_embeddings {num}")
         padding_idx = padding_idx % num
-    out = jnp.take(weight, input, axis=0)
+    out = _take_rows(weight, input)
     if max_norm is not None:
         norms = jnp.linalg.norm(jax.lax.stop_gradient(out), ord=norm_type, axis=-1, keepdims=True)
         scale = jnp.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(out.dtype)
