@@ -210,10 +210,18 @@ def load(path: str | os.PathLike, *, as_numpy: bool = False) -> Any:
     type is recognised from its first bytes, not from its extension.
 
     Example:
+        >>> jparam.save(model, "model.safetensors")
         >>> sd = jparam.load("model.safetensors")      # or "pytorch_model.bin"
+        >>> list(sd)
+        ['bias', 'weight']
         >>> model.load_state_dict(sd)
+        <All keys matched successfully>
+        >>> jparam.save({"model": model, "optimizer": opt, "step": 10}, "ckpt.safetensors")
         >>> ckpt = jparam.load("ckpt.safetensors")     # a training checkpoint
         >>> model.load_state_dict(ckpt["model"]); opt.load_state_dict(ckpt["optimizer"])
+        <All keys matched successfully>
+        >>> ckpt["step"]
+        10
     """
     path = os.fspath(path)
     kind = _sniff(path)
@@ -396,9 +404,10 @@ def save_checkpoint(path: str | os.PathLike, metadata: Mapping[str, str] | None 
     with the same random numbers as an uninterrupted run.
 
     Example:
-        >>> jparam.save_checkpoint("ckpt.safetensors", model=model, optimizer=opt, step=step)
+        >>> jparam.save_checkpoint("ckpt.safetensors", model=model, optimizer=opt, step=10)
         >>> ck = jparam.load_checkpoint("ckpt.safetensors", model=model, optimizer=opt)
-        >>> step = ck["step"]
+        >>> ck["step"]
+        10
     """
     from jparam._module import Module
     from jparam._random import get_rng_state
@@ -422,8 +431,10 @@ def load_checkpoint(path: str | os.PathLike, *, restore_rng: bool = True,
     entry (state dicts, ``step``, ...), without jparam's own ``jparam.*`` entries.
 
     Example:
+        >>> jparam.save_checkpoint("ckpt.safetensors", model=model, optimizer=opt, step=10)
         >>> ck = jparam.load_checkpoint("ckpt.safetensors", model=model, optimizer=opt)
-        >>> start = ck["step"] + 1
+        >>> sorted(ck)
+        ['model', 'optimizer', 'step']
     """
     from jparam._module import Module
     from jparam._random import set_rng_state

@@ -356,7 +356,13 @@ class Module:
         parent; ``strict=True`` only replaces.
 
         Example:
-            >>> net.set_submodule("blocks.0.fc", nn.Linear(4, 4))
+            >>> net = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+            >>> net.set_submodule("1", nn.Tanh())
+            >>> net
+            Sequential(
+              (0): Linear(in_features=4, out_features=4, bias=True)
+              (1): Tanh()
+            )
         """
         if target == "":
             raise ValueError("Cannot set the submodule without a target name!")
@@ -430,8 +436,11 @@ class Module:
         Validation happens before anything is written, so a failed load changes nothing.
 
         Example:
+            >>> torch_model = torch.nn.Linear(4, 2)
             >>> model.load_state_dict(torch_model.state_dict())
             <All keys matched successfully>
+            >>> np.array_equal(model.weight, torch_model.weight.detach().numpy())
+            True
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
@@ -529,6 +538,9 @@ class Module:
 
         Example:
             >>> model.to(jnp.bfloat16)
+            Linear(in_features=4, out_features=2, bias=True)
+            >>> model.weight.dtype
+            dtype(bfloat16)
         """
         dtype, device = kwargs.pop("dtype", None), kwargs.pop("device", None)
         kwargs.pop("non_blocking", None)

@@ -48,8 +48,11 @@ def save_sharded(obj: Any, directory: str | os.PathLike, *, force: bool = False)
     parallel by their devices.
 
     Example:
+        >>> from jax.sharding import NamedSharding, PartitionSpec as P
+        >>> mesh = jax.make_mesh((1,), ("data",))
         >>> model.to(NamedSharding(mesh, P()))          # or shard each parameter
-        >>> jparam.save_sharded(model, "/ckpt/step_100")
+        Linear(in_features=4, out_features=2, bias=True)
+        >>> jparam.save_sharded(model, "ckpt/step_100")
     """
     ocp = _orbax()
     state = {}
@@ -76,8 +79,15 @@ def load_sharded(model_like: Any, directory: str | os.PathLike, *, strict: bool 
     may differ from the ones used when saving (resharding on load).
 
     Example:
-        >>> model = MyModel(); model.to(sharding)
-        >>> jparam.load_sharded(model, "/ckpt/step_100")
+        >>> from jax.sharding import NamedSharding, PartitionSpec as P
+        >>> jparam.save_sharded(model, "ckpt/step_100")
+        >>> restored = nn.Linear(4, 2)
+        >>> restored.to(NamedSharding(jax.make_mesh((1,), ("data",)), P()))
+        Linear(in_features=4, out_features=2, bias=True)
+        >>> jparam.load_sharded(restored, "ckpt/step_100") is restored
+        True
+        >>> np.array_equal(restored.weight, model.weight)
+        True
     """
     ocp = _orbax()
     directory = os.path.abspath(os.fspath(directory))

@@ -10,7 +10,11 @@ Example:
     >>> from jparam import nn
     >>> lin = nn.Linear(4, 3)
     >>> nn.init.xavier_uniform_(lin.weight)
+    Parameter containing:
+    Array([[...]], dtype=float32)
     >>> nn.init.zeros_(lin.bias)
+    Parameter containing:
+    Array([0., 0., 0.], dtype=float32)
 """
 from __future__ import annotations
 

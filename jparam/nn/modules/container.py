@@ -83,7 +83,13 @@ class Sequential(_IndexedModules):
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
-        >>> net[0], net[-1], net[:2]
+        >>> net[0], net[-1]
+        (Linear(in_features=4, out_features=8, bias=True), Linear(in_features=8, out_features=1, bias=True))
+        >>> net[:2]
+        Sequential(
+          (0): Linear(in_features=4, out_features=8, bias=True)
+          (1): ReLU()
+        )
     """
 
     def __init__(self, *args: Any) -> None:
