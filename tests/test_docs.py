@@ -23,10 +23,13 @@ import re
 import sys
 from dataclasses import dataclass
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 import torch
 
 import jparam
+from jparam import nn, optim
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -95,6 +98,12 @@ model = Net()
 def loss_fn(model, x, y):
     return jnp.mean((model(x) - y) ** 2)
 batches = [(randn(4, 4), randn(4, 2)) for _ in range(2)]
+class TorchNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(4, 8)
+        self.head = torch.nn.Linear(8, 2)
+torch_model = TorchNet()
 params = {"w": randn(3, 2), "b": randn(2)}
 grads = {"w": randn(3, 2), "b": randn(2)}
 """,
@@ -201,3 +210,68 @@ def test_doctest_block_output_is_checked() -> None:
     _run_block("docs/x.md", Block(3, ">>> 1 + 1\n2\n", None), {})
     with pytest.raises(pytest.fail.Exception, match=r"docs/x\.md:3"):
         _run_block("docs/x.md", Block(3, ">>> 1 + 1\n3\n", None), {})
+
+
+# ----------------------------------------------------------------------------- jparam -> torch
+def _doc_function(page: str, name: str):
+    """The function ``name`` exactly as the block of ``page`` that defines it writes it."""
+    (block,) = [b for b in python_blocks((ROOT / page).read_text()) if f"def {name}(" in b.source]
+    ns: dict = {}
+    exec(compile("\n" * (block.line - 1) + block.source, str(ROOT / page), "exec"), ns)
+    return ns[name]
+
+
+_RESUME_CASES = [
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
+    ("AdamW", dict(lr=0.01)),
+    ("Adamax", dict(lr=0.01)),
+    ("NAdam", dict(lr=0.01)),
+    ("RAdam", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01)),
+    ("Adadelta", dict(lr=1.0)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", _RESUME_CASES, ids=[c[0] for c in _RESUME_CASES])
+def test_optim_md_resumes_a_jparam_run_in_torch(name, kwargs) -> None:
+    """docs/optim.md's conversion: 3 steps in jparam, then torch continues from the converted
+    state for 3 steps and takes the same steps as jparam continuing on its own."""
+    to_torch = _doc_function("docs/optim.md", "optimizer_state_dict_to_torch")
+
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(5, 3)).astype(np.float32) for _ in range(6)]
+    torch.manual_seed(0)
+    tmodel = torch.nn.Linear(3, 2)
+    model = nn.Linear(3, 2)
+    model.load_state_dict(tmodel.state_dict())
+    opt = getattr(optim, name)(model.parameters(), **kwargs)
+
+    def loss_fn(m, x):
+        return jnp.sum(jnp.tanh(m(x)) ** 2)
+
+    for x in xs[:3]:
+        model = model.zero_grad()
+        _, model = jparam.backward(loss_fn, model, jnp.asarray(x))
+        model, opt = opt.step(model)
+
+    tmodel.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in model.state_dict().items()})
+    topt = getattr(torch.optim, name)(tmodel.parameters(), **kwargs)
+    topt.load_state_dict(to_torch(opt.state_dict()))
+    for i, s in topt.state_dict()["state"].items():     # the state arrived exactly
+        ours = opt.state_dict()["state"][i]
+        assert list(s) == list(ours)
+        for k in s:
+            np.testing.assert_array_equal(s[k].numpy(), np.asarray(ours[k]), err_msg=f"{name} {i} {k}")
+
+    for x in xs[3:]:
+        model = model.zero_grad()
+        _, model = jparam.backward(loss_fn, model, jnp.asarray(x))
+        model, opt = opt.step(model)
+        topt.zero_grad()
+        torch.sum(torch.tanh(tmodel(torch.from_numpy(x))) ** 2).backward()
+        topt.step()
+    for k, v in tmodel.state_dict().items():
+        np.testing.assert_allclose(np.asarray(model.state_dict()[k]), v.numpy(), rtol=1e-5,
+                                   atol=1e-7, err_msg=f"{name}: {k} after resuming in torch")
