@@ -340,6 +340,10 @@ def save(obj: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None =
     Example:
         >>> jparam.save(model.state_dict(), "model.safetensors")
         >>> jparam.save({"model": model, "optimizer": opt, "step": 10}, "ckpt.safetensors")
+        >>> sorted(jparam.load("model.safetensors"))
+        ['bias', 'weight']
+        >>> sorted(jparam.load("ckpt.safetensors"))
+        ['model', 'optimizer', 'step']
     """
     path = os.fspath(path)
     user_meta = _check_metadata(metadata)

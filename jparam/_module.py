@@ -87,6 +87,10 @@ class Module:
         ...     def forward(self, x):
         ...         return self.fc(x) * self.gain * self.scale
         >>> y = Block(4)(jnp.ones((2, 4)))
+        >>> y.shape
+        (2, 4)
+        >>> list(Block(4).state_dict())
+        ['gain', 'scale', 'fc.weight', 'fc.bias']
     """
 
     training: bool
