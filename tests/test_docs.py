@@ -158,9 +158,8 @@ def _run_block(page: str, block: Block, ns: dict) -> None:
             pytest.fail(f"{page}:{block.line}: the >>> block's output differs:\n" + "".join(out),
                         pytrace=False)
         return
-    code = compile("\n" * (block.line - 1) + block.source, str(ROOT / page), "exec")
     try:
-        exec(code, ns)
+        exec(compile("\n" * (block.line - 1) + block.source, str(ROOT / page), "exec"), ns)
     except Exception as e:
         raise AssertionError(f"{page}:{block.line}: this block raised {type(e).__name__}: {e}") from e
 
@@ -204,6 +203,11 @@ def test_failure_names_page_and_line(tmp_path) -> None:
     while tb.tb_next:
         tb = tb.tb_next
     assert tb.tb_lineno == 8 and tb.tb_frame.f_code.co_filename.endswith("docs/x.md")
+
+
+def test_syntax_error_names_page_and_line() -> None:
+    with pytest.raises(AssertionError, match=r"docs/x\.md:3: this block raised SyntaxError"):
+        _run_block("docs/x.md", Block(3, "a = (\n", None), {})
 
 
 def test_doctest_block_output_is_checked() -> None:
