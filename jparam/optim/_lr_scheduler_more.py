@@ -118,7 +118,9 @@ class OneCycleLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=1000)
-        >>> lr = sched.lr_at(step)[0]; beta1 = sched.momentum_at(step)[0]  # inside jit
+        >>> lr = sched.lr_at(jnp.int32(500))[0]     # step may be traced, inside jit
+        >>> round(float(lr), 6)
+        0.080999
     """
 
     def __init__(self, optimizer: Any, max_lr: Union[float, List[float]], total_steps: Optional[int] = None,
@@ -267,7 +269,10 @@ class ReduceLROnPlateau(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.ReduceLROnPlateau(opt, mode="min", patience=5)
-        >>> sched.step(val_loss)
+        >>> for val_loss in [1.0] * 7:           # no improvement after the first epoch
+        ...     sched.step(val_loss)
+        >>> sched.get_last_lr()
+        [0.010000000000000002]
     """
 
     def __init__(self, optimizer: Any, mode: str = "min", factor: float = 0.1, patience: int = 10,

@@ -33,6 +33,7 @@ the new parameter is computed exactly as torch does and the update is returned a
 
 Example:
     >>> tx = adam(1e-3, betas=(0.9, 0.999), weight_decay=0.1, amsgrad=True)
+    >>> p, g = jnp.ones(3), jnp.full(3, 0.5)
     >>> state = tx.init(p)
     >>> u, state = tx.update(g, state, p); p = p + u
     >>> tx.to_torch_state(state).keys()
@@ -65,7 +66,9 @@ class TorchTransform(optax.GradientTransformation):
 
     Example:
         >>> tx = sgd(0.1, momentum=0.9, has_momentum=True)
-        >>> s = tx.from_torch_state(torch_opt.state[p_torch], p)
+        >>> s = tx.from_torch_state({"momentum_buffer": torch.ones(3)}, jnp.zeros(3))
+        >>> tx.to_torch_state(s)
+        {'momentum_buffer': Array([1., 1., 1.], dtype=float32)}
     """
 
     def __new__(cls, init: Callable, update: Callable, to_torch_state: Callable,
@@ -107,7 +110,7 @@ def _per_leaf(c: Any, tree: Any) -> Any:
     the module docstring) gives leaf ``k`` its entry ``k``.
 
     Example:
-        >>> _per_leaf((jnp.float32(2), jnp.arange(2.)), [x, y])
+        >>> [tuple(map(float, c)) for c in _per_leaf((jnp.float32(2), jnp.arange(2.)), [x, y])]
         [(2.0, 0.0), (2.0, 1.0)]
     """
     leaves, td = jax.tree_util.tree_flatten(tree)
@@ -129,7 +132,9 @@ class _Lerp:
     parameter.
 
     Example:
-        >>> lerp = _Lerp(1 - b1); m = lerp(m, g)
+        >>> lerp = _Lerp(1 - 0.9)
+        >>> float(lerp(jnp.float32(0), jnp.float32(1)))     # torch.lerp(0., 1., 0.1)
+        0.10000000149011612
     """
 
     def __init__(self, w: Any) -> None:

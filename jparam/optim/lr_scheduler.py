@@ -18,8 +18,10 @@ Example:
     >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     >>> sched = lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
     >>> for epoch in range(90):
-    ...     model, opt = train_one_epoch(model, opt)
+    ...     # ... the epoch's training steps: model, opt = train_step(model, opt, x, y)
     ...     sched.step()
+    >>> sched.get_last_lr()      # torch's value: 0.1 * 0.1 ** 3 by its recursion, in float64
+    [0.00010000000000000003]
 """
 from __future__ import annotations
 
@@ -178,7 +180,10 @@ class LRScheduler:
         """An optax-style schedule ``count -> lr`` for one group (``lr_at(count)[group]``).
 
         Example:
+            >>> sched = lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
             >>> tx = optax.sgd(sched.schedule())
+            >>> [float(sched.schedule()(k)) for k in range(4)]
+            [0.10000000149011612, 0.10000000149011612, 0.05000000074505806, 0.05000000074505806]
         """
         return lambda count: self.lr_at(count)[group]
 
