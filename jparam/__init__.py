@@ -33,6 +33,7 @@ from jparam._checkpoint import load, load_checkpoint, load_metadata, save, save_
 from jparam._summary import summary  # noqa: E402
 from jparam._sharded import load_sharded, save_sharded  # noqa: E402  (orbax imported lazily)
 from jparam._from_torch import from_torch  # noqa: E402  (torch imported lazily)
+from jparam._export_module import ExportedModule  # noqa: E402  (never imports torch)
 
 __all__ += ["load", "save", "load_metadata", "save_checkpoint", "load_checkpoint", "summary",
-            "save_sharded", "load_sharded", "from_torch"]
+            "save_sharded", "load_sharded", "from_torch", "ExportedModule"]

@@ -1,4 +1,12 @@
-"""``jparam.from_torch``: build the jparam twin of a standard ``torch.nn`` model.
+"""``jparam.from_torch``: turn a torch model into a trainable jparam module.
+
+Two paths. A model built only from standard ``torch.nn`` layers and containers becomes the
+tree of ``jparam.nn`` modules described below (idiomatic jparam, each layer callable on its
+own). Any other model (custom classes, a model library's blocks, code in ``forward``) is
+captured with ``torch.export`` and becomes an :class:`~jparam._export_module.ExportedModule`
+that runs the exported graph with JAX (``jparam/_export_*.py``; ``docs/porting.md``).
+
+The structured path:
 
 Every ``torch.nn`` layer class maps to the ``jparam.nn`` class of the same name, built with
 the constructor arguments read back from the torch module's attributes (torch stores them
@@ -14,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 __all__ = ["from_torch"]
 
@@ -169,28 +177,9 @@ def _convert(tm: Any, path: str, jnn: Any) -> Any:
     return jcls(**_read_args(tm, jcls, path, jnn))
 
 
-def from_torch(torch_module: Any) -> Any:
-    """The ``jparam.nn`` twin of a ``torch.nn`` model, with the same weights.
-
-    Standard layers map to the ``jparam.nn`` class of the same name (constructor arguments
-    read from the torch module); ``Sequential``, ``ModuleList`` and ``ModuleDict`` are rebuilt
-    around converted children. Weights and buffers are copied with ``load_state_dict``, and
-    training mode, ``requires_grad=False`` and tied parameters (one parameter at two
-    attribute paths) are preserved. A custom torch module class raises ``TypeError`` telling
-    how to port it (write the mirror class, then ``load_state_dict``).
-
-    Example:
-        >>> tnet = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-        >>> net = jparam.from_torch(tnet)
-        >>> net(jnp.ones((3, 4))).shape
-        (3, 2)
-    """
-    import torch
-
+def _structured(torch_module: Any) -> Any:
     from jparam import nn as jnn
 
-    if not isinstance(torch_module, torch.nn.Module):
-        raise TypeError(f"jparam.from_torch expects a torch.nn.Module, got {type(torch_module).__name__}")
     jm = _convert(torch_module, "", jnn)
     jm.load_state_dict(torch_module.state_dict())
     # tied parameters: torch lists a shared Parameter once; give jparam the same sharing
@@ -207,3 +196,108 @@ def from_torch(torch_module: Any) -> Any:
     for name, m in torch_module.named_modules():
         jm.get_submodule(name).training = m.training
     return jm
+
+
+def _exported(torch_module: Any, args: tuple, kwargs: Optional[dict], dynamic_shapes: Any) -> Any:
+    from jparam._convert import torch_to_jax
+    from jparam._export_capture import capture, layout_of
+    from jparam._export_module import ExportedModule
+
+    modes = {name: m.training for name, m in torch_module.named_modules(remove_duplicate=False)}
+    mode = torch_module.training
+    try:
+        # the current mode as it is (a submodule may be in the other mode), then the other
+        current = capture(torch_module, args, kwargs, dynamic_shapes)
+        torch_module.train(not mode)
+        other = capture(torch_module, args, kwargs, dynamic_shapes)
+    finally:
+        for name, m in torch_module.named_modules(remove_duplicate=False):
+            m.training = modes[name]
+    layout = layout_of(torch_module)
+    train, eval_ = (current, other) if mode else (other, current)
+    jm = ExportedModule(layout, train, eval_)
+    jm.load_state_dict(torch_module.state_dict())
+    for name, b in torch_module.named_buffers(remove_duplicate=False):  # non-persistent ones
+        owner, _, attr = name.rpartition(".")
+        sub = jm.get_submodule(owner)
+        if attr in sub._non_persistent_buffers_set:
+            setattr(sub, attr, torch_to_jax(b))
+    return jm
+
+
+def _is_standard(torch_module: Any) -> bool:
+    from jparam import nn as jnn
+
+    for _, m in torch_module.named_modules():
+        cls = type(m)
+        if not cls.__module__.startswith("torch.nn") or not isinstance(
+                getattr(jnn, cls.__name__, None), type):
+            return False
+    return True
+
+
+def from_torch(torch_module: Any, example_args: Optional[tuple] = None,
+               example_kwargs: Optional[dict] = None, dynamic_shapes: Any = None, *,
+               export: Optional[bool] = None) -> Any:
+    """A trainable jparam module with ``torch_module``'s weights, names and outputs.
+
+    **Standard layers** (every submodule a ``torch.nn`` class jparam has): the ``jparam.nn``
+    twin, layer for layer (constructor arguments read from the torch modules, weights
+    copied, training mode, ``requires_grad=False`` and ties preserved).
+
+    **Any other model** (custom classes, a model library's blocks): pass example inputs. The
+    model is captured with ``torch.export`` (in both training modes) and returned as an
+    ``ExportedModule`` whose parameters and buffers have exactly torch's ``state_dict``
+    names (ties kept as one Parameter) and whose forward runs the exported ATen graph with
+    JAX; gradients, ``train()``/``eval()``, BatchNorm statistics and dropout work as in
+    jparam's own layers. ``example_args`` / ``example_kwargs`` / ``dynamic_shapes`` are
+    ``torch.export.export``'s; dims not declared dynamic are fixed to the example's sizes.
+    Torch is needed only here: the result runs, trains and reloads without it
+    (``ExportedModule.save_graph`` / ``load_graph``). An operator jparam does not implement
+    raises ``NotImplementedError`` naming it, the graph node and the source line.
+
+    ``export=True`` forces the export path, ``export=False`` the structured one; by default
+    the structured path is used where it applies.
+
+    Example:
+        >>> tnet = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> net = jparam.from_torch(tnet)
+        >>> net(jnp.ones((3, 4))).shape
+        (3, 2)
+        >>> class Scale(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.w = torch.nn.Parameter(torch.ones(4))
+        ...     def forward(self, x):
+        ...         return (x * self.w).sum(-1)
+        >>> jparam.from_torch(Scale(), example_args=(torch.ones(2, 4),))(jnp.ones((2, 4))).shape
+        (2,)
+    """
+    import torch
+
+    if not isinstance(torch_module, torch.nn.Module):
+        raise TypeError(f"jparam.from_torch expects a torch.nn.Module, got {type(torch_module).__name__}")
+    has_inputs = example_args is not None or example_kwargs is not None
+    if export is None and not has_inputs:
+        try:
+            return _structured(torch_module)
+        except (TypeError, NotImplementedError) as e:
+            raise type(e)(f"{e} Or pass example inputs, jparam.from_torch(model, "
+                          "example_args=(x,)): any model then converts through torch.export.") from None
+    if export is None:
+        if _is_standard(torch_module):
+            try:
+                return _structured(torch_module)
+            except (TypeError, NotImplementedError):
+                pass  # a layer option the structured path cannot read: export it
+        export = True
+    if not export:
+        return _structured(torch_module)
+    if not has_inputs:
+        raise TypeError("jparam.from_torch(..., export=True) captures the forward with "
+                        "torch.export, which needs example inputs: example_args=(x,) (and "
+                        "example_kwargs=/dynamic_shapes= as in torch.export.export)")
+    if example_args is not None and not isinstance(example_args, tuple):
+        raise TypeError(f"jparam.from_torch: example_args must be a tuple (as in "
+                        f"torch.export.export), got {type(example_args).__name__}")
+    return _exported(torch_module, example_args or (), example_kwargs, dynamic_shapes)
