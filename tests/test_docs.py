@@ -119,6 +119,15 @@ def shard(model):
 """,
     "docs/porting.md": """
 from functools import partial
+class SomeLibraryModel(torch.nn.Module):      # a custom class: from_torch exports it
+    def __init__(self, config):
+        super().__init__()
+        self.emb = torch.nn.Embedding(config["vocab"], 8)
+        self.out = torch.nn.Linear(8, config["vocab"])
+    def forward(self, ids):
+        return self.out(torch.tanh(self.emb(ids)))
+config = {"vocab": 11}
+ids = torch.randint(0, 11, (2, 5))
 sys.path.insert(0, str(ROOT / "examples"))
 import gpt_port
 TorchBlock, GPT = gpt_port.TorchBlock, gpt_port.GPT
