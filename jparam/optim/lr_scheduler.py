@@ -15,13 +15,13 @@ dicts with ``"lr"``, ``"initial_lr"``, ``"momentum"``/``"betas"``, ...), so it d
 :class:`jparam.optim.Optimizer` or any object with such a list.
 
 Example:
-    >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> opt = optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     >>> sched = lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
     >>> for epoch in range(90):
     ...     # ... the epoch's training steps: model, opt = train_step(model, opt, x, y)
     ...     sched.step()
-    >>> sched.get_last_lr()      # torch's value: 0.1 * 0.1 ** 3 by its recursion, in float64
-    [0.00010000000000000003]
+    >>> sched.get_last_lr()      # torch's value: 0.5 * 0.1 ** 3 by its recursion, in float64
+    [0.0005000000000000001]
 """
 from __future__ import annotations
 
@@ -83,9 +83,10 @@ class LRScheduler:
     has one, and ``lr_at`` (the closed form in ``jax.numpy``).
 
     Example:
+        >>> opt = optim.SGD(model.parameters(), lr=0.5)
         >>> sched = lr_scheduler.ExponentialLR(opt, gamma=0.9)
         >>> sched.step(); sched.get_last_lr()
-        [0.09000000000000001]
+        [0.45]
     """
 
     _get_lr_called_within_step: bool = False
