@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "CASES", "case", "init_state", "make_data"]
+__all__ = ["Case", "CASES", "GPU_CASES", "case", "init_state", "make_data"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +58,20 @@ CASES: dict[str, Case] = {
 }
 
 
+# Sized for one GPU (the small cases above are launch-bound there); `benchmarks/gpu_check.sh`.
+GPU_CASES: dict[str, Case] = {
+    "cnn_gpu": Case("cnn_gpu", "cnn", "CNN as `cnn`, batch 1024 (GPU-sized)",
+                    batch=1024, opt="adam", loss="ce", deterministic=False),
+    "gpt_gpu": Case("gpt_gpu", "gpt", "GPT decoder 6 blocks, d 768, 12 heads, seq 512, vocab 16384, "
+                    "tied, batch 16 (GPU-sized)", batch=16, opt="adam", loss="ce", layers=6,
+                    d=768, heads=12, seq=512, vocab=16384),
+}
+
+
 def case(name: str, depth: int | None = None) -> Case:
-    c = CASES[name]
+    if name not in CASES and name not in GPU_CASES:
+        raise KeyError(f"unknown case {name!r}; known: {sorted(CASES) + sorted(GPU_CASES)}")
+    c = CASES[name] if name in CASES else GPU_CASES[name]
     return c if depth is None else c.with_depth(depth)
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SHORT = {"jax": "pure JAX", "jax_scan": "pure JAX scan", "jparam": "jparam", "jparam_scan": "jparam scan",
          "equinox": "Equinox", "nnx": "NNX nnx.jit", "nnx_split": "NNX split/merge",
-         "torch": "PyTorch eager"}
+         "torch": "PyTorch eager", "jparam_bf16": "jparam bf16", "torch_bf16": "PyTorch bf16",
+         "torch_compile": "torch.compile"}
 
 
 def _fmt_t(s):

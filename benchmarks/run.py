@@ -106,7 +106,7 @@ def bench_case(c, frameworks, rounds, round_s, log) -> dict:
     # PyTorch's OpenMP threads keep spinning after its step returns and steal the CPU from
     # whatever runs next, so it is timed in its own rounds after the JAX frameworks (ratio
     # against pure JAX's median); the JAX frameworks run in a fresh random order each round.
-    order = [fw for fw in runners if fw != "torch"]
+    order = [fw for fw in runners if not fw.startswith("torch")]
     rng = random.Random(0)
     for _ in range(rounds):
         rng.shuffle(order)
@@ -114,17 +114,17 @@ def bench_case(c, frameworks, rounds, round_s, log) -> dict:
             w, p = _time_steps(runners[fw], n_steps[fw])
             times[fw].append(w)
             cpu[fw].append(p)
-    if "torch" in runners:
+    for fw in (f for f in runners if f.startswith("torch")):
         for _ in range(max(3, rounds // 3)):
-            w, p = _time_steps(runners["torch"], n_steps["torch"])
-            times["torch"].append(w)
-            cpu["torch"].append(p)
+            w, p = _time_steps(runners[fw], n_steps[fw])
+            times[fw].append(w)
+            cpu[fw].append(p)
     out = {}
     for fw, ts in times.items():
         entry = {"median_s": statistics.median(ts), "times_s": ts,
                  "cpu_median_s": statistics.median(cpu[fw]), "cpu_s": cpu[fw],
                  "steps_per_round": n_steps[fw]}
-        if "jax" in times and fw == "torch":
+        if "jax" in times and fw.startswith("torch"):
             entry["ratio"] = entry["median_s"] / statistics.median(times["jax"])
             entry["cpu_ratio"] = entry["cpu_median_s"] / statistics.median(cpu["jax"])
         elif "jax" in times:
@@ -188,7 +188,8 @@ def first_step_curve(case_name, plan, repeats, log) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds and repeats (~3 min)")
-    ap.add_argument("--cases", nargs="*", default=list(cases_mod.CASES))
+    ap.add_argument("--cases", nargs="*", default=list(cases_mod.CASES),
+                    help=f"of {list(cases_mod.CASES)}; GPU-sized: {list(cases_mod.GPU_CASES)}")
     ap.add_argument("--frameworks", nargs="*", default=DEFAULT_FRAMEWORKS)
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--round-s", type=float, default=None, help="seconds per framework per round")
@@ -197,6 +198,8 @@ def main(argv=None):
                     help="take the time-to-first-step curves from this machine's last results file")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--readme", action="store_true", help="update README.md even with --quick")
+    ap.add_argument("--no-readme", action="store_true", help="never update README.md")
+    ap.add_argument("--out", default=None, help="results path stem (default results/<machine>[-quick])")
     args = ap.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 15)
     round_s = args.round_s or (0.05 if args.quick else 0.1)
@@ -211,7 +214,7 @@ def main(argv=None):
         f"load {info['loadavg_at_start']}")
     results = {"machine": info, "mode": "quick" if args.quick else "full",
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
+               "command": " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
                "frameworks": {k: v[1] for k, v in FRAMEWORKS.items()},
                "rounds": rounds, "round_s": round_s, "cases": {}, "first_step": {}}
     for name in args.cases:
@@ -250,11 +253,14 @@ def main(argv=None):
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = info["slug"] + ("-quick" if args.quick else "")
+    if args.out:
+        out_dir, stem = Path(args.out).resolve().parent, Path(args.out).name
+        out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=1))
     png = report.plot(results, out_dir / f"{stem}.png")
     md = report.markdown(results, png.name if png else None)
     print(md)
-    if not args.quick or args.readme:
+    if (not args.quick or args.readme) and not args.no_readme:
         report.update_readme(ROOT / "benchmarks" / "README.md", md)
     log(f"done in {results['elapsed_s']:.0f} s -> {out_dir / stem}.json")
 

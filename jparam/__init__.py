@@ -17,14 +17,15 @@ from jparam._parameter import Buffer, Parameter
 from jparam._random import get_rng_state, initial_seed, manual_seed, set_rng_state
 from jparam._tracing import TracerLeakError
 from jparam import _random as random
-from jparam import func, nn, optim
+from jparam import amp, func, nn, optim
+from jparam.amp import autocast
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Module", "Parameter", "Buffer", "backward", "value_and_grad", "grad", "call",
     "manual_seed", "initial_seed", "get_rng_state", "set_rng_state", "TracerLeakError",
-    "nn", "optim", "random", "func",
+    "nn", "optim", "random", "func", "amp", "autocast",
 ]
 
 # checkpoints (torch and safetensors are imported lazily, inside the functions)

@@ -14,7 +14,12 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {
     "nnx": ("nnx_impl", "Flax NNX (nnx.jit)"),
     "nnx_split": ("nnx_impl", "Flax NNX (split/merge + jax.jit)"),
     "torch": ("torch_impl", "PyTorch eager"),
+    # mixed precision and compiled PyTorch (benchmarks/gpu_check.sh runs them on a GPU)
+    "jparam_bf16": ("jparam_impl", "jparam, jparam.autocast(bfloat16)"),
+    "torch_bf16": ("torch_impl", "PyTorch eager, torch.autocast(bfloat16)"),
+    "torch_compile": ("torch_impl", "PyTorch torch.compile"),
 }
+VARIANTS = ("nnx_split", "jparam_scan", "jax_scan", "jparam_bf16", "torch_bf16", "torch_compile")
 
 
 class Runner:
@@ -50,6 +55,6 @@ def jit_runner(train_step, state: tuple, args: tuple, **jit_kwargs) -> Runner:
 def build(framework: str, case, state_dict, data) -> Runner:
     module, _ = FRAMEWORKS[framework]
     mod = importlib.import_module(f"benchmarks.frameworks.{module}")
-    if framework in ("nnx_split", "jparam_scan", "jax_scan"):
+    if framework in VARIANTS:
         return mod.build(case, state_dict, data, variant=framework)
     return mod.build(case, state_dict, data)

@@ -4,6 +4,8 @@ Layouts follow torch: Linear weight ``(out, in)``, Conv weight ``(out, in, kh, k
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -27,38 +29,53 @@ def loss_fn(kind: str, out, y):
     return jnp.mean((out - y) ** 2)
 
 
-def conv2d(x, w, b, padding=1):
-    y = jax.lax.conv_general_dilated(x, w, (1, 1), [(padding, padding)] * 2,
-                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
-    return y + b[None, :, None, None]
-
-
-def max_pool2d(x, k=2):
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, k, k), (1, 1, k, k), "VALID")
-
-
-def batch_norm2d_train(x, weight, bias, mean, var, nbt):
-    """Training-mode BatchNorm2d; returns ``(y, new_mean, new_var, new_nbt)`` like torch."""
-    bm = x.mean(axis=(0, 2, 3))
-    bv = x.var(axis=(0, 2, 3))
-    n = x.shape[0] * x.shape[2] * x.shape[3]
-    y = (x - bm[None, :, None, None]) * jax.lax.rsqrt(bv + EPS)[None, :, None, None]
-    y = y * weight[None, :, None, None] + bias[None, :, None, None]
-    bm, bv = jax.lax.stop_gradient(bm), jax.lax.stop_gradient(bv)
-    new_mean = (1 - BN_MOMENTUM) * mean + BN_MOMENTUM * bm
-    new_var = (1 - BN_MOMENTUM) * var + BN_MOMENTUM * bv * (n / (n - 1))
-    return y, new_mean, new_var, nbt + 1
-
-
 def dropout(key, x, p):
     keep = jax.random.bernoulli(key, 1.0 - p, x.shape)
     return jnp.where(keep, x / (1.0 - p), 0.0)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def standardize(x, axes=(-1,)):
+    """``(x - mean) / sqrt(var + eps)`` over ``axes`` (two-pass moments), with the textbook
+    normalisation backward: a few reductions and one elementwise pass over ``x``."""
+    return _standardize_fwd(x, axes)[0]
+
+
+def _standardize_fwd(x, axes):
+    m = x.mean(axes, keepdims=True)
+    r = jax.lax.rsqrt(jnp.square(x - m).mean(axes, keepdims=True) + EPS)
+    xhat = (x - m) * r
+    return xhat, (xhat, r)
+
+
+def _standardize_bwd(axes, res, g):
+    xhat, r = res
+    gc = g - g.mean(axes, keepdims=True)
+    return (r * (gc - xhat * (xhat * gc).mean(axes, keepdims=True)),)
+
+
+standardize.defvjp(_standardize_fwd, _standardize_bwd)
+
+
 def layer_norm(x, w, b):
-    m = x.mean(-1, keepdims=True)
-    v = x.var(-1, keepdims=True)
-    return (x - m) * jax.lax.rsqrt(v + EPS) * w + b
+    return standardize(x) * w + b
+
+
+def batch_norm_nhwc_train(x, weight, bias, mean, var, nbt):
+    """Training-mode BatchNorm2d on channels-last ``x``; ``(y, new_mean, new_var, new_nbt)``."""
+    n = x.shape[0] * x.shape[1] * x.shape[2]
+    bm = jax.lax.stop_gradient(x.mean((0, 1, 2)))
+    bv = jax.lax.stop_gradient(jnp.square(x - bm).mean((0, 1, 2)))
+    y = standardize(x, (0, 1, 2)) * weight + bias
+    new_mean = (1 - BN_MOMENTUM) * mean + BN_MOMENTUM * bm
+    new_var = (1 - BN_MOMENTUM) * var + BN_MOMENTUM * bv * (n / (n - 1))
+    return y, new_mean, new_var, nbt + 1
+
+
+def max_pool2d_nhwc(x, k=2):
+    """Tiled max pooling (stride = kernel) on channels-last ``x``: a reshape and a max."""
+    n, h, w, c = x.shape
+    return x.reshape(n, h // k, k, w // k, k, c).max(axis=(2, 4))
 
 
 def gelu(x):
@@ -66,14 +83,10 @@ def gelu(x):
 
 
 def causal_attention(qkv, heads):
-    """``qkv``: (..., T, 3d) from one fused projection, like GPT-2's ``c_attn``."""
+    """``qkv``: (..., T, 3d) from one fused projection, like GPT-2's ``c_attn``; heads split in
+    place as (..., T, heads, hd), ``jax.nn.dot_product_attention``'s layout (no transposes)."""
     *lead, t, d3 = qkv.shape
     d = d3 // 3
-    hd = d // heads
-    q, k, v = jnp.split(qkv, 3, axis=-1)
-    q, k, v = (a.reshape(*lead, t, heads, hd).swapaxes(-2, -3) for a in (q, k, v))
-    s = (q @ k.swapaxes(-1, -2)) / jnp.sqrt(jnp.float32(hd))
-    mask = jnp.tril(jnp.ones((t, t), bool))
-    s = jnp.where(mask, s, -jnp.inf)
-    o = jax.nn.softmax(s, axis=-1) @ v
-    return o.swapaxes(-2, -3).reshape(*lead, t, d)
+    q, k, v = (a.reshape(-1, t, heads, d // heads) for a in jnp.split(qkv, 3, axis=-1))
+    o = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    return o.reshape(*lead, t, d)

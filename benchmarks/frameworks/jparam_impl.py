@@ -93,13 +93,17 @@ def build(c, sd, data, variant: str = "jparam", optax_adam: bool = False) -> Run
         opt = optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
     x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
 
+    amp = variant == "jparam_bf16"
+
     if c.loss == "ce":
         def loss_fn(m, x, y):
-            out = m(x)
-            return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+            with jparam.autocast("cuda", dtype=jnp.bfloat16, enabled=amp):
+                out = m(x)
+                return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
     else:
         def loss_fn(m, x, y):
-            return F.mse_loss(m(x), y)
+            with jparam.autocast("cuda", dtype=jnp.bfloat16, enabled=amp):
+                return F.mse_loss(m(x), y)
 
     def train_step(model, opt, x, y):
         model = model.zero_grad()

@@ -1,4 +1,7 @@
-"""PyTorch eager on CPU, ``torch.set_num_threads`` = the cores XLA uses."""
+"""PyTorch on the first CUDA device if there is one, else on CPU with ``torch.set_num_threads`` =
+the cores XLA uses. On CUDA, float32 matmuls and convolutions may use TF32,
+as JAX's default precision does. Variants: ``torch`` (eager), ``torch_compile``
+(``torch.compile(model)``), ``torch_bf16`` (eager under ``torch.autocast(dtype=torch.bfloat16)``)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +13,9 @@ import torch.nn.functional as F
 from benchmarks.frameworks import Runner
 
 torch.set_num_threads(len(os.sched_getaffinity(0)))
+if torch.cuda.is_available():
+    torch.backends.cuda.matmul.allow_tf32 = True     # JAX's default float32 matmul precision
+    torch.backends.cudnn.allow_tf32 = True
 
 
 class CNN(nn.Module):
@@ -56,7 +62,7 @@ class GPT(nn.Module):
         self.head.weight = self.wte.weight            # tied
 
     def forward(self, tok):
-        h = self.wte(tok) + self.wpe(torch.arange(tok.shape[1]))
+        h = self.wte(tok) + self.wpe(torch.arange(tok.shape[1], device=tok.device))
         for blk in self.blocks:
             h = blk(h)
         return self.head(self.ln_f(h))
@@ -75,11 +81,12 @@ def make_model(c) -> nn.Module:
     raise ValueError(c.kind)
 
 
-def build(c, sd, data) -> Runner:
+def build(c, sd, data, variant: str = "torch") -> Runner:
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = make_model(c)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()})
-    model.train()
+    model.to(dev).train()
     if c.opt == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     else:
@@ -87,6 +94,9 @@ def build(c, sd, data) -> Runner:
     x = torch.from_numpy(data[0]).long() if c.kind == "gpt" else torch.from_numpy(data[0])
     y = torch.from_numpy(data[1])
     y = y.long() if c.loss == "ce" else y
+    x, y = x.to(dev), y.to(dev)
+    fwd = torch.compile(model) if variant == "torch_compile" else model
+    amp = variant == "torch_bf16"
 
     def loss_fn(out):
         if c.loss == "ce":
@@ -95,9 +105,12 @@ def build(c, sd, data) -> Runner:
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn(fwd(x))
         loss.backward()
         opt.step()
-        return loss.detach()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return loss.detach().cpu()
 
     return Runner(step)

@@ -20,6 +20,7 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jparam.amp import _autocast as _amp
 
 __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
 
@@ -81,6 +82,7 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array,
         >>> scaled_dot_product_attention(q, k, v, is_causal=True).shape
         (2, 4, 3, 8)
     """
+    query, key, value = _amp.cast_for_matmul(query, key, value)
     fname = "scaled_dot_product_attention"
     for name, x in (("query", query), ("key", key), ("value", value)):
         _check_float(x, name, fname)
@@ -117,7 +119,7 @@ def scaled_dot_product_attention(query: Array, key: Array, value: Array,
             scores = scores + attn_mask.astype(scores.dtype)
         else:
             raise TypeError(f"{fname}: attn_mask dtype must be bool or floating, got {attn_mask.dtype}")
-    weights = _safe_softmax(scores)
+    weights = _amp.cast_for_matmul(_safe_softmax(_amp.cast_to_float32(scores)))
     if dropout_p > 0.0:
         weights = _dropout(weights, dropout_p, key_rng, fname)
     return jnp.matmul(weights, value)
@@ -204,6 +206,10 @@ def multi_head_attention_forward(
         >>> out.shape, attn.shape
         ((5, 3, 8), (3, 5, 5))
     """
+    (query, key, value, in_proj_weight, in_proj_bias, bias_k, bias_v, out_proj_weight, out_proj_bias,
+     q_proj_weight, k_proj_weight, v_proj_weight, static_k, static_v) = _amp.cast_for_matmul(
+        query, key, value, in_proj_weight, in_proj_bias, bias_k, bias_v, out_proj_weight,
+        out_proj_bias, q_proj_weight, k_proj_weight, v_proj_weight, static_k, static_v)
     f = "multi_head_attention_forward"
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
     for name, x in (("query", query), ("key", key), ("value", value)):

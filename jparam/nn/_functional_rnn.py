@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jparam.amp import _autocast as _amp
 
 __all__ = ["rnn_tanh_cell", "rnn_relu_cell", "lstm_cell", "gru_cell",
            "rnn_tanh", "rnn_relu", "lstm", "gru"]
@@ -61,6 +62,7 @@ def rnn_tanh_cell(input: Array, hx: Array, w_ih: Array, w_hh: Array,
         >>> rnn_tanh_cell(jnp.ones((2, 3)), jnp.zeros((2, 4)), jnp.ones((4, 3)), jnp.ones((4, 4))).shape
         (2, 4)
     """
+    input, hx, w_ih, w_hh, b_ih, b_hh = _amp.cast_for_matmul(input, hx, w_ih, w_hh, b_ih, b_hh)
     return _rnn_step(_lin(input, w_ih, b_ih), hx, w_hh, b_hh, jnp.tanh)
 
 
@@ -72,6 +74,7 @@ def rnn_relu_cell(input: Array, hx: Array, w_ih: Array, w_hh: Array,
         >>> rnn_relu_cell(jnp.ones(3), jnp.zeros(4), jnp.ones((4, 3)), jnp.ones((4, 4))).shape
         (4,)
     """
+    input, hx, w_ih, w_hh, b_ih, b_hh = _amp.cast_for_matmul(input, hx, w_ih, w_hh, b_ih, b_hh)
     return _rnn_step(_lin(input, w_ih, b_ih), hx, w_hh, b_hh, jax.nn.relu)
 
 
@@ -87,6 +90,8 @@ def lstm_cell(input: Array, hx: Tuple[Array, Array], w_ih: Array, w_hh: Array,
         >>> h.shape, c.shape
         ((2, 4), (2, 4))
     """
+    input, w_ih, w_hh, b_ih, b_hh, w_hr = _amp.cast_for_matmul(input, w_ih, w_hh, b_ih, b_hh, w_hr)
+    hx = _amp.cast_for_matmul(*hx)
     h, c = hx
     return _lstm_step(_lin(input, w_ih, b_ih), h, c, w_hh, b_hh, w_hr)
 
@@ -100,6 +105,7 @@ def gru_cell(input: Array, hx: Array, w_ih: Array, w_hh: Array,
         >>> gru_cell(jnp.ones((2, 3)), jnp.zeros((2, 4)), jnp.ones((12, 3)), jnp.ones((12, 4))).shape
         (2, 4)
     """
+    input, hx, w_ih, w_hh, b_ih, b_hh = _amp.cast_for_matmul(input, hx, w_ih, w_hh, b_ih, b_hh)
     return _gru_step(_lin(input, w_ih, b_ih), hx, w_hh, b_hh)
 
 
@@ -144,6 +150,8 @@ def _run_direction(mode, x, h0, c0, w, has_biases, reverse):
 def _rnn_impl(mode, input, hx, flat_weights, has_biases, num_layers, dropout, train,
               bidirectional, batch_first, key):
     fname = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}[mode]
+    input, flat_weights = _amp.cast_for_matmul(input), [_amp.cast_for_matmul(w) for w in flat_weights]
+    hx = _amp.cast_for_matmul(*hx) if isinstance(hx, (tuple, list)) else _amp.cast_for_matmul(hx)
     input = jnp.asarray(input)
     if not jnp.issubdtype(input.dtype, jnp.floating):
         raise TypeError(f"{fname}: input must be a floating-point array, got {input.dtype}")

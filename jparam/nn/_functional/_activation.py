@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jparam.amp import _autocast as _amp
 
 __all__ = [
     "relu", "relu_", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu",
@@ -65,6 +66,7 @@ def prelu(input, weight):
         >>> F.prelu(jnp.ones((2, 3)) * -1, jnp.full((3,), 0.25)).shape
         (2, 3)
     """
+    input, weight = _amp.cast_for_matmul(input, weight)
     weight = jnp.asarray(weight)
     if weight.size != 1:
         if input.ndim < 2 or weight.ndim != 1 or input.shape[1] != weight.shape[0]:
@@ -258,6 +260,7 @@ def softplus(input, beta: float = 1.0, threshold: float = 20.0):
         >>> F.softplus(jnp.array([0.0]))
         Array([0.6931472], dtype=float32)
     """
+    input = _amp.cast_to_float32(input)
     bx = input * beta
     safe = jnp.where(bx > threshold, jnp.zeros((), input.dtype), bx)
     return jnp.where(bx > threshold, input, jnp.log1p(jnp.exp(safe)) / beta)
@@ -281,6 +284,7 @@ def softmax(input, dim=None, _stacklevel: int = 3, dtype=None):
         Array([[0.5, 0.5],
                [0.5, 0.5]], dtype=float32)
     """
+    input = _amp.cast_to_float32(input)
     dim = _dim_check(input, dim, "softmax")
     if dtype is not None:
         input = input.astype(dtype)
@@ -294,6 +298,7 @@ def softmin(input, dim=None, _stacklevel: int = 3, dtype=None):
         >>> F.softmin(jnp.zeros((2,)), dim=0)
         Array([0.5, 0.5], dtype=float32)
     """
+    input = _amp.cast_to_float32(input)
     dim = _dim_check(input, dim, "softmin")
     if dtype is not None:
         input = input.astype(dtype)
@@ -307,6 +312,7 @@ def log_softmax(input, dim=None, _stacklevel: int = 3, dtype=None):
         >>> F.log_softmax(jnp.zeros((2,)), dim=0)
         Array([-0.6931472, -0.6931472], dtype=float32)
     """
+    input = _amp.cast_to_float32(input)
     dim = _dim_check(input, dim, "log_softmax")
     if dtype is not None:
         input = input.astype(dtype)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from ._layout import channels_first, channels_last
+from jparam.amp import _autocast as _amp
 
 __all__ = ["linear", "bilinear", "conv1d", "conv2d", "conv3d",
            "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
@@ -27,6 +28,7 @@ def linear(input, weight, bias=None):
         >>> F.linear(jnp.ones((2, 3)), jnp.ones((4, 3))).shape
         (2, 4)
     """
+    input, weight, bias = _amp.cast_for_matmul(input, weight, bias)
     if input.shape[-1:] != weight.shape[-1:]:
         raise ValueError(
             f"linear: input's last dimension {tuple(input.shape)} does not match weight of shape "
@@ -114,6 +116,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         >>> F.conv1d(jnp.ones((1, 2, 5)), jnp.ones((3, 2, 3))).shape
         (1, 3, 3)
     """
+    input, weight, bias = _amp.cast_for_matmul(input, weight, bias)
     return _conv(1, input, weight, bias, stride, padding, dilation, groups, "conv1d")
 
 
@@ -124,6 +127,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         >>> F.conv2d(jnp.ones((1, 2, 5, 5)), jnp.ones((3, 2, 3, 3)), padding="same").shape
         (1, 3, 5, 5)
     """
+    input, weight, bias = _amp.cast_for_matmul(input, weight, bias)
     return _conv(2, input, weight, bias, stride, padding, dilation, groups, "conv2d")
 
 
@@ -134,6 +138,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         >>> F.conv3d(jnp.ones((1, 2, 4, 4, 4)), jnp.ones((3, 2, 3, 3, 3))).shape
         (1, 3, 2, 2, 2)
     """
+    input, weight, bias = _amp.cast_for_matmul(input, weight, bias)
     return _conv(3, input, weight, bias, stride, padding, dilation, groups, "conv3d")
 
 
@@ -185,6 +190,7 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
         >>> F.conv_transpose1d(jnp.ones((1, 2, 5)), jnp.ones((2, 3, 3)), stride=2).shape
         (1, 3, 11)
     """
+    input, weight, bias = _amp.cast_for_matmul(input, weight, bias)
     return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups,
                            dilation, "conv_transpose1d")
 
@@ -197,6 +203,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         >>> F.conv_transpose2d(jnp.ones((1, 2, 4, 4)), jnp.ones((2, 3, 3, 3)), stride=2).shape
         (1, 3, 9, 9)
     """
+    input, weight, bias = _amp.cast_for_matmul(input, weight, bias)
     return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups,
                            dilation, "conv_transpose2d")
 
@@ -209,5 +216,6 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         >>> F.conv_transpose3d(jnp.ones((1, 2, 3, 3, 3)), jnp.ones((2, 3, 2, 2, 2))).shape
         (1, 3, 4, 4, 4)
     """
+    input, weight, bias = _amp.cast_for_matmul(input, weight, bias)
     return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups,
                            dilation, "conv_transpose3d")

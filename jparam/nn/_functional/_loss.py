@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from ._misc import pairwise_distance
+from jparam.amp import _autocast as _amp
 
 __all__ = [
     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
@@ -51,6 +52,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         >>> F.mse_loss(jnp.zeros(3), jnp.ones(3))
         Array(1., dtype=float32)
     """
+    input, target, weight = _amp.cast_to_float32(input, target, weight)
     input, target = jnp.broadcast_arrays(input, target)
     loss = jnp.square(input - target)
     if weight is not None:
@@ -65,6 +67,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
         >>> F.l1_loss(jnp.zeros(3), jnp.ones(3))
         Array(1., dtype=float32)
     """
+    input, target, weight = _amp.cast_to_float32(input, target, weight)
     input, target = jnp.broadcast_arrays(input, target)
     loss = jnp.abs(input - target)
     if weight is not None:
@@ -79,6 +82,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
         >>> F.smooth_l1_loss(jnp.zeros(2), jnp.array([0.5, 2.0]))
         Array(0.8125, dtype=float32)
     """
+    input, target = _amp.cast_to_float32(input, target)
     if beta < 0:
         raise ValueError(f"smooth_l1_loss does not support negative values for beta, got {beta}")
     input, target = jnp.broadcast_arrays(input, target)
@@ -97,6 +101,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
         >>> F.huber_loss(jnp.zeros(2), jnp.array([0.5, 2.0]))
         Array(0.8125, dtype=float32)
     """
+    input, target, weight = _amp.cast_to_float32(input, target, weight)
     input, target = jnp.broadcast_arrays(input, target)
     d = jnp.abs(input - target)
     loss = jnp.where(d < delta, 0.5 * jnp.square(d), delta * (d - 0.5 * delta))
@@ -149,6 +154,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
         >>> F.nll_loss(jnp.log(jnp.full((2, 4), 0.25)), jnp.array([0, 3]))
         Array(1.3862944, dtype=float32)
     """
+    input, weight = _amp.cast_to_float32(input, weight)
     return _nll(input, target, weight, ignore_index, _legacy(size_average, reduce, reduction),
                 "nll_loss")
 
@@ -162,6 +168,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         >>> F.cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3]))
         Array(1.3862944, dtype=float32)
     """
+    input, target, weight = _amp.cast_to_float32(input, target, weight)
     reduction = _legacy(size_average, reduce, reduction)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"cross_entropy: {reduction!r} is not a valid value for reduction")
@@ -215,6 +222,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         >>> F.binary_cross_entropy(jnp.full(2, 0.5), jnp.array([0.0, 1.0]))
         Array(0.6931472, dtype=float32)
     """
+    input, target, weight = _amp.cast_to_float32(input, target, weight)
     _same_shape(input, target, "binary_cross_entropy")
     log_x = jnp.maximum(jnp.log(input), -100.0)
     log_1mx = jnp.maximum(jnp.log1p(-input), -100.0)
@@ -232,6 +240,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         >>> F.binary_cross_entropy_with_logits(jnp.zeros(2), jnp.array([0.0, 1.0]))
         Array(0.6931472, dtype=float32)
     """
+    input, target, weight, pos_weight = _amp.cast_to_float32(input, target, weight, pos_weight)
     _same_shape(input, target, "binary_cross_entropy_with_logits")
     ls = jax.nn.log_sigmoid(input)
     if pos_weight is not None:
@@ -253,6 +262,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
         >>> F.kl_div(jnp.log(jnp.full(2, 0.5)), jnp.full(2, 0.5), reduction="sum")
         Array(0., dtype=float32)
     """
+    input, target = _amp.cast_to_float32(input, target)
     reduction = _legacy(size_average, reduce, reduction)
     if log_target:
         loss = jnp.exp(target) * (target - input)
@@ -271,6 +281,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None,
         >>> F.cosine_embedding_loss(jnp.ones((2, 3)), jnp.ones((2, 3)), jnp.array([1, -1]))
         Array(0.5, dtype=float32)
     """
+    input1, input2 = _amp.cast_to_float32(input1, input2)
     d = input1.ndim - 1
     prod = jnp.sum(input1 * input2, axis=d)
     m1 = jnp.sum(input1 * input1, axis=d) + 1e-12
@@ -290,6 +301,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, r
         >>> F.margin_ranking_loss(jnp.ones(2), jnp.zeros(2), jnp.array([1.0, -1.0]))
         Array(0.5, dtype=float32)
     """
+    input1, input2 = _amp.cast_to_float32(input1, input2)
     loss = jnp.maximum(-target * (input1 - input2) + margin, 0)
     return _reduce(loss, _legacy(size_average, reduce, reduction), "margin_ranking_loss")
 
@@ -302,6 +314,7 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, s
         >>> F.triplet_margin_loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.ones((2, 3))).shape
         ()
     """
+    anchor, positive, negative = _amp.cast_to_float32(anchor, positive, negative)
     d_ap = pairwise_distance(anchor, positive, p, eps)
     d_an = pairwise_distance(anchor, negative, p, eps)
     if swap:
@@ -318,6 +331,7 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
         >>> F.hinge_embedding_loss(jnp.array([0.5, 0.5]), jnp.array([1.0, -1.0]))
         Array(0.5, dtype=float32)
     """
+    input = _amp.cast_to_float32(input)
     zero = jnp.zeros_like(input)
     loss = jnp.where(target != 1, jnp.maximum(margin - input, 0), zero) + \
         jnp.where(target != -1, input, zero)
@@ -331,6 +345,7 @@ def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="m
         >>> F.soft_margin_loss(jnp.zeros(2), jnp.ones(2))
         Array(0.6931472, dtype=float32)
     """
+    input, target = _amp.cast_to_float32(input, target)
     loss = jnp.log1p(jnp.exp(-target * input))
     return _reduce(loss, _legacy(size_average, reduce, reduction), "soft_margin_loss")
 
@@ -343,6 +358,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
         >>> F.multilabel_soft_margin_loss(jnp.zeros((2, 3)), jnp.ones((2, 3)))
         Array(0.6931472, dtype=float32)
     """
+    input, target, weight = _amp.cast_to_float32(input, target, weight)
     loss = -(target * jax.nn.log_sigmoid(input) + (1 - target) * jax.nn.log_sigmoid(-input))
     if weight is not None:
         loss = loss * weight
@@ -358,6 +374,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
         >>> F.multi_margin_loss(jnp.zeros((2, 3)), jnp.array([0, 1]))
         Array(0.6666667, dtype=float32)
     """
+    input, weight = _amp.cast_to_float32(input, weight)
     if p not in (1, 2):
         raise ValueError(f"multi_margin_loss: only p == 1 and p == 2 supported, got {p}")
     x = input if input.ndim == 2 else input[None]
@@ -382,6 +399,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
         >>> F.poisson_nll_loss(jnp.zeros(2), jnp.ones(2))
         Array(1., dtype=float32)
     """
+    input, target = _amp.cast_to_float32(input, target)
     if log_input:
         loss = jnp.exp(input) - target * input
     else:
@@ -399,6 +417,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         >>> F.gaussian_nll_loss(jnp.zeros(2), jnp.zeros(2), jnp.ones(2))
         Array(0., dtype=float32)
     """
+    input, target, var = _amp.cast_to_float32(input, target, var)
     if var.ndim != input.ndim and var.shape == input.shape[:-1]:
         var = var[..., None]
     # torch clamps in place under no_grad: the value is clamped, the gradient is not.

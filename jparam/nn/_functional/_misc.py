@@ -6,6 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jparam.amp import _autocast as _amp
 
 __all__ = [
     "embedding", "one_hot", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
@@ -263,6 +264,7 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
         >>> F.cosine_similarity(jnp.ones((2, 3)), jnp.ones((2, 3)))
         Array([0.99999994, 0.99999994], dtype=float32)
     """
+    x1, x2 = _amp.cast_to_float32(x1, x2)
     x1, x2 = jnp.broadcast_arrays(x1, x2)
     n1 = jnp.sqrt(jnp.sum(jnp.square(x1), axis=dim, keepdims=True))
     n2 = jnp.sqrt(jnp.sum(jnp.square(x2), axis=dim, keepdims=True))
@@ -288,6 +290,7 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
         >>> F.pairwise_distance(jnp.zeros((2, 3)), jnp.ones((2, 3))).shape
         (2,)
     """
+    x1, x2 = _amp.cast_to_float32(x1, x2)
     return _pnorm(x1 - x2 + eps, p, -1, keepdim)
 
 
@@ -298,6 +301,7 @@ def cdist(x1, x2, p=2.0, compute_mode="use_mm_for_euclid_dist_if_necessary"):
         >>> F.cdist(jnp.zeros((3, 2)), jnp.ones((4, 2))).shape
         (3, 4)
     """
+    x1, x2 = _amp.cast_to_float32(x1, x2)
     return _pnorm(x1[..., :, None, :] - x2[..., None, :, :], p, -1)
 
 
@@ -308,6 +312,7 @@ def pdist(input, p=2):
         >>> F.pdist(jnp.zeros((4, 2))).shape
         (6,)
     """
+    input = _amp.cast_to_float32(input)
     n = input.shape[0]
     i, j = np.triu_indices(n, 1)
     return _pnorm(input[i] - input[j], p, -1)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from ._layout import channels_first, channels_last
+from jparam.amp import _autocast as _amp
 
 __all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm", "rms_norm",
            "local_response_norm", "normalize"]
@@ -86,6 +87,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         >>> F.batch_norm(x, rm, rv).shape
         (4, 3)
     """
+    input, weight, bias = _amp.cast_to_float32(input, weight, bias)
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected input with at least 2 dims (N, C, ...), "
                          f"got shape {tuple(input.shape)}")
@@ -131,6 +133,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         >>> F.instance_norm(jnp.ones((2, 3, 5))).shape
         (2, 3, 5)
     """
+    input, weight, bias = _amp.cast_to_float32(input, weight, bias)
     if input.ndim < 3:
         raise ValueError(f"instance_norm: expected input (N, C, *spatial), got shape "
                          f"{tuple(input.shape)}")
@@ -168,6 +171,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         >>> F.layer_norm(jnp.ones((2, 4)), (4,)).shape
         (2, 4)
     """
+    input, weight, bias = _amp.cast_to_float32(input, weight, bias)
     ns = _norm_shape(normalized_shape)
     if tuple(input.shape[input.ndim - len(ns):]) != ns:
         raise ValueError(f"layer_norm: input shape {tuple(input.shape)} does not end with "
@@ -183,6 +187,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
         >>> F.group_norm(jnp.ones((2, 4, 3)), 2).shape
         (2, 4, 3)
     """
+    input, weight, bias = _amp.cast_to_float32(input, weight, bias)
     if input.ndim < 2:
         raise ValueError(f"group_norm: expected input (N, C, *), got shape {tuple(input.shape)}")
     n, c = input.shape[:2]
@@ -201,6 +206,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
         >>> F.rms_norm(jnp.ones((2, 4)), (4,)).shape
         (2, 4)
     """
+    input, weight = _amp.cast_to_float32(input, weight)
     ns = _norm_shape(normalized_shape)
     if tuple(input.shape[input.ndim - len(ns):]) != ns:
         raise ValueError(f"rms_norm: input shape {tuple(input.shape)} does not end with "
@@ -241,6 +247,7 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
         >>> F.normalize(jnp.array([[3.0, 4.0]]))
         Array([[0.6, 0.8]], dtype=float32)
     """
+    input = _amp.cast_to_float32(input)
     norm = jnp.linalg.norm(input, ord=p, axis=dim, keepdims=True) if p != 2 else \
         jnp.sqrt(jnp.sum(jnp.square(input), axis=dim, keepdims=True))
     return input / jnp.maximum(norm, eps)

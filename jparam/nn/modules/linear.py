@@ -68,10 +68,7 @@ class Linear(Module):
         if jnp.shape(input)[-1:] != (self.in_features,):
             raise ValueError(f"Linear: expected input with last dimension {self.in_features}, "
                              f"got shape {tuple(jnp.shape(input))}")
-        y = jnp.matmul(input, self.weight.data.T)
-        if self.bias is not None:
-            y = y + self.bias.data
-        return y
+        return F.linear(input, self.weight.data, _data(self.bias))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
