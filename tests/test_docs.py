@@ -107,6 +107,12 @@ torch_model = TorchNet()
 params = {"w": randn(3, 2), "b": randn(2)}
 grads = {"w": randn(3, 2), "b": randn(2)}
 """,
+    "docs/amp.md": """
+model = nn.Linear(4, 3)
+opt = optim.SGD(model.parameters(), lr=0.1)
+scaler = jparam.amp.GradScaler("cuda")
+x, y = randn(8, 4), jnp.asarray(rng.integers(0, 3, 8))
+""",
     "docs/checkpoints.md": """
 torch.save(torch.nn.Sequential(torch.nn.Linear(4, 3)).state_dict(), "pytorch_model.bin")
 model = nn.Sequential(nn.Linear(4, 3))
