@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from ._serialize import ST_CODES, decode_tree, encode_tree, is_array, to_jax, to_numpy
+from . import _safetensors as stf
+from ._convert import (NUMPY_TO_SAFETENSORS, is_array, numpy_to_jax, to_numpy,
+                       torch_to_numpy)
+from ._serialize import decode_tree, encode_tree
 
 __all__ = ["load", "save", "load_metadata", "save_checkpoint", "load_checkpoint"]
 
@@ -33,15 +37,6 @@ _RESERVED_PREFIX = "jparam."
 
 
 # ----------------------------------------------------------------------------- imports
-
-def _safetensors():
-    try:
-        import safetensors
-    except ImportError as e:
-        raise ImportError("reading and writing safetensors files needs the 'safetensors' "
-                          "package: pip install jparam[checkpoint]") from e
-    return safetensors
-
 
 def _torch(path: str):
     try:
@@ -55,7 +50,12 @@ def _torch(path: str):
 # ----------------------------------------------------------------------------- sniffing
 
 def _sniff(path: str) -> str:
-    """'safetensors' or 'torch', from the file's first bytes (the extension is not trusted)."""
+    """'safetensors' or 'torch', from the file's first bytes (the extension is not trusted).
+
+    Safetensors: a length prefix then ``{`` (byte 8); torch: the zip signature or a pickle
+    protocol 2..5 header.  A pickle or zip file never has ``{`` at byte 8, so the two cannot
+    be confused whatever the safetensors header length (its first byte may be ``0x80``).
+    """
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory, not a checkpoint file "
                                 "(for sharded checkpoints use jparam.load_sharded)")
@@ -64,82 +64,46 @@ def _sniff(path: str) -> str:
         raise ValueError(f"{path}: the file is empty, not a checkpoint")
     with open(path, "rb") as f:
         head = f.read(16)
+    if head[8:9] == b"{":
+        return "safetensors"  # read_header reports a length that does not fit the file
     if head.startswith(b"PK\x03\x04"):
         return "torch"  # torch.save zip format
     if head[:1] == b"\x80" and len(head) > 1 and head[1] in range(2, 6):
         return "torch"  # legacy torch.save (pickle protocol 2..5 header)
-    if len(head) >= 9:
-        n = int.from_bytes(head[:8], "little")
-        if head[8:9] == b"{" and 0 < n <= size - 8:
-            return "safetensors"
-        if head[8:9] == b"{":
-            raise ValueError(f"{path}: truncated safetensors file: the header says it is "
-                             f"{n} bytes long but the file holds only {size - 8} bytes after "
-                             "the length prefix")
     raise ValueError(f"{path}: not a checkpoint (neither a safetensors file nor a PyTorch "
                      f"torch.save file; it starts with bytes {head[:8]!r})")
 
 
 # ----------------------------------------------------------------------------- safetensors
 
-def _read_header(path: str) -> dict:
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: corrupt safetensors header ({e})") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: corrupt safetensors header (not a JSON object)")
-    end = 0
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        try:
-            end = max(end, int(v["data_offsets"][1]))
-        except (TypeError, KeyError, IndexError, ValueError):
-            raise ValueError(f"{path}: corrupt safetensors header entry for {k!r}") from None
-    have = os.path.getsize(path) - 8 - n
-    if have < end:
-        raise ValueError(f"{path}: truncated safetensors file: the tensors need {end} bytes "
-                         f"of data but the file holds {have}")
-    return header
-
-
 def _load_safetensors(path: str, as_numpy: bool) -> tuple[dict[str, Any], dict[str, str]]:
-    st = _safetensors()
-    header = _read_header(path)
-    for k, v in header.items():
-        if k != "__metadata__" and v.get("dtype") not in ST_CODES:
-            raise ValueError(f"{path}: tensor {k!r} has dtype {v.get('dtype')!r}, which jparam "
-                             f"cannot read (supported: {', '.join(sorted(ST_CODES))})")
-    out: dict[str, Any] = {}
-    try:
-        with st.safe_open(path, framework="np") as f:
-            meta = dict(f.metadata() or {})
-            for k in f.keys():
-                # copy: the returned array may be a view on a memory map of the file
-                out[k] = to_jax(np.array(f.get_tensor(k), copy=True), as_numpy=as_numpy)
-    except st.SafetensorError as e:
-        raise ValueError(f"{path}: corrupt safetensors file ({e})") from None
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        start, entries, meta = stf.read_header(f, size, path)
+        arrays = stf.read_arrays(f, start, entries, path)
+    out = {k: a if as_numpy else numpy_to_jax(a) for k, a in arrays.items()}
     return out, meta
 
 
 # ----------------------------------------------------------------------------- torch files
 
-def _from_torch_obj(x: Any, path: tuple, as_numpy: bool, torch) -> Any:
+def _from_torch_obj(x: Any, path: tuple, as_numpy: bool, torch, where: str) -> Any:
     if isinstance(x, torch.Tensor):
         key = ".".join(str(p) for p in path) or "<root>"
-        return to_jax(to_numpy(x, key), as_numpy=as_numpy)
+        try:
+            arr = torch_to_numpy(x, f"{where}: tensor {key!r}")
+        except TypeError as e:
+            raise ValueError(str(e)) from None
+        return arr if as_numpy else numpy_to_jax(arr)
     if isinstance(x, Mapping):
-        return {k: _from_torch_obj(v, path + (k,), as_numpy, torch) for k, v in x.items()}
+        return {k: _from_torch_obj(v, path + (k,), as_numpy, torch, where) for k, v in x.items()}
     if isinstance(x, torch.Size):
         return tuple(x)
     if isinstance(x, tuple):
-        return tuple(_from_torch_obj(v, path + (i,), as_numpy, torch) for i, v in enumerate(x))
+        return tuple(_from_torch_obj(v, path + (i,), as_numpy, torch, where)
+                     for i, v in enumerate(x))
     if isinstance(x, list):
-        return [_from_torch_obj(v, path + (i,), as_numpy, torch) for i, v in enumerate(x)]
+        return [_from_torch_obj(v, path + (i,), as_numpy, torch, where) for i, v in enumerate(x)]
     if isinstance(x, (torch.dtype, torch.device)):
         return str(x)
     return x  # None, bool, int, float, str, complex (all weights_only can produce)
@@ -152,11 +116,14 @@ def _check_torch_zip(path: str) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return  # truncated or corrupt: torch.load reports it
+    except Exception:  # noqa: BLE001 - truncated or corrupt: torch.load reports it
+        return
     if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
         raise ValueError(f"{path}: a zip archive but not a PyTorch checkpoint (no data.pkl; "
                          f"holds {names[:3]}{' ...' if len(names) > 3 else ''})")
+
+
+_GLOBAL = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)")
 
 
 def _load_torch(path: str, as_numpy: bool) -> Any:
@@ -165,28 +132,34 @@ def _load_torch(path: str, as_numpy: bool) -> Any:
             _check_torch_zip(path)
     torch = _torch(path)
     import pickle
+    import warnings
 
     try:
         # an open file, not the path: torch.load hands paths ending in .safetensors to
         # safetensors.torch, and the file type was already decided from its bytes
-        with open(path, "rb") as f:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about odd storages in corrupt files
             obj = torch.load(f, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
         msg = str(e)
-        if "Unsupported global" in msg or "weights_only" in msg.lower():
-            detail = next((line.strip() for line in msg.splitlines()
-                           if "Unsupported global" in line), msg.splitlines()[0])
+        m = _GLOBAL.search(msg)
+        if m or "weights_only" in msg.lower():
+            what = f"the global {m.group(1)!r}" if m else "a Python object"
             raise ValueError(
-                f"{path}: the file holds Python objects other than tensors and plain "
-                f"containers ({detail}). jparam.load never unpickles arbitrary objects "
-                "(it uses torch.load(weights_only=True)). If you trust the file, extract the "
-                "tensors yourself, e.g. torch.load(path, weights_only=False).state_dict(), "
-                "and save them with jparam.save") from None
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({msg.splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                f"{path}: the file refers to {what}, which is not a tensor or a plain "
+                "container; jparam.load never unpickles arbitrary objects (it uses "
+                "torch.load(weights_only=True)), so the file was not read. If you trust it, "
+                "extract the tensors yourself, e.g. torch.load(path, weights_only=False)"
+                ".state_dict(), and save them with jparam.save") from None
+        first = msg.splitlines()[0] if msg else type(e).__name__
         raise ValueError(f"{path}: truncated or corrupt PyTorch checkpoint ({first})") from None
-    return _from_torch_obj(obj, (), as_numpy, torch)
+    except (MemoryError, RecursionError, Exception) as e:  # noqa: BLE001
+        # a damaged zip or pickle makes torch.load raise anything (RuntimeError, EOFError,
+        # KeyError, IndexError, struct.error, UnicodeDecodeError, ...): all mean a bad file
+        first = str(e).splitlines()[0][:300] if str(e) else ""
+        raise ValueError(f"{path}: truncated or corrupt PyTorch checkpoint "
+                         f"({type(e).__name__}: {first})") from None
+    return _from_torch_obj(obj, (), as_numpy, torch, path)
 
 
 # ----------------------------------------------------------------------------- public
@@ -213,7 +186,7 @@ def load(path: str | os.PathLike, *, as_numpy: bool = False) -> Any:
         >>> jparam.save(model, "model.safetensors")
         >>> sd = jparam.load("model.safetensors")      # or "pytorch_model.bin"
         >>> list(sd)
-        ['bias', 'weight']
+        ['weight', 'bias']
         >>> model.load_state_dict(sd)
         <All keys matched successfully>
         >>> jparam.save({"model": model, "optimizer": opt, "step": 10}, "ckpt.safetensors")
@@ -232,8 +205,9 @@ def load(path: str | os.PathLike, *, as_numpy: bool = False) -> Any:
         return arrays
     try:
         skeleton = json.loads(meta[_TREE_KEY])
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: corrupt jparam checkpoint structure ({e})") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{path}: corrupt jparam checkpoint structure ({type(e).__name__}: "
+                         f"{str(e)[:200]})") from None
     return decode_tree(skeleton, arrays, path)
 
 
@@ -242,14 +216,17 @@ def load_metadata(path: str | os.PathLike) -> dict[str, str]:
     without jparam's own ``jparam.*`` entries).  Reads only the header.
 
     Example:
-        >>> jparam.save(model, "m.safetensors", metadata={"arch": "mlp"})
-        >>> jparam.load_metadata("m.safetensors")
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+        >>> jparam.save(jparam.nn.Linear(3, 2), path, metadata={"arch": "mlp"})
+        >>> jparam.load_metadata(path)
         {'arch': 'mlp'}
     """
     path = os.fspath(path)
     if _sniff(path) != "safetensors":
         raise ValueError(f"{path} is a PyTorch file; only safetensors files carry metadata")
-    meta = _read_header(path).get("__metadata__") or {}
+    with open(path, "rb") as f:
+        _, _, meta = stf.read_header(f, os.path.getsize(path), path)
     return {k: v for k, v in meta.items() if not k.startswith(_RESERVED_PREFIX)}
 
 
@@ -271,6 +248,26 @@ def _check_metadata(metadata: Mapping | None) -> dict[str, str]:
     return out
 
 
+# torch's integer buffers: int64 in torch, int32 in jparam without jax_enable_x64
+_TORCH_INT64_BUFFERS = ("num_batches_tracked",)
+
+
+def _file_array(x: Any, key: str) -> np.ndarray:
+    """``x`` as the NumPy array written under ``key``: exact bits, a dtype safetensors stores,
+    and torch's dtype for torch's int64 buffers (``num_batches_tracked``), which JAX holds as
+    int32 without ``jax_enable_x64``."""
+    arr = to_numpy(x, f"checkpoint entry {key!r}")
+    if arr.dtype.name not in NUMPY_TO_SAFETENSORS:
+        raise TypeError(f"checkpoint entry {key!r}: dtype {arr.dtype} cannot be stored in "
+                        f"safetensors (supported: {', '.join(sorted(NUMPY_TO_SAFETENSORS))})")
+    if arr.dtype == np.int32 and key.rpartition(".")[2] in _TORCH_INT64_BUFFERS:
+        arr = arr.astype(np.int64)
+    if arr.dtype.name == "float4_e2m1fn" and arr.size % 2:
+        raise TypeError(f"checkpoint entry {key!r}: a float4_e2m1fn array is stored two values "
+                        f"a byte and needs an even number of elements, got shape {arr.shape}")
+    return arr
+
+
 def _prepare(obj: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Arrays to write and jparam's metadata entries for ``obj``."""
     if not isinstance(obj, Mapping) and callable(getattr(obj, "state_dict", None)):
@@ -283,22 +280,15 @@ def _prepare(obj: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             raise TypeError(f"jparam.save: key {k!r} has type {type(k).__name__}; "
                             "top-level keys must be str")
     if all(is_array(v) for v in obj.values()):
-        # a plain state dict: a standard safetensors file, keys as they are
-        return {k: to_numpy(v, k) for k, v in obj.items()}, {}
-    arrays, skeleton = encode_tree(obj)
-    meta = {_TREE_KEY: json.dumps(skeleton, allow_nan=False, separators=(",", ":")),
-            _VERSION_KEY: _FORMAT_VERSION}
-    return {k: to_numpy(v, k) for k, v in arrays.items()}, meta
-
-
-def _write_safetensors(arrays: dict[str, np.ndarray], path: str, metadata: dict[str, str]) -> None:
-    """Write ``arrays`` to ``path`` (no atomicity here; :func:`save` handles it)."""
-    st = _safetensors()
-    specs = {k: st.TensorSpec(dtype=a.dtype.name, shape=list(a.shape),
-                              data_ptr=a.ctypes.data, data_len=a.nbytes)
-             for k, a in arrays.items()}
-    # `arrays` keeps every buffer alive while safetensors reads the raw pointers
-    st.serialize_file(specs, path, metadata=metadata or None)
+        arrays, meta = dict(obj), {}  # a plain state dict: a standard file, keys as they are
+    else:
+        arrays, skeleton = encode_tree(obj)
+        meta = {_TREE_KEY: json.dumps(skeleton, allow_nan=False, separators=(",", ":")),
+                _VERSION_KEY: _FORMAT_VERSION}
+    if "__metadata__" in arrays:
+        raise ValueError("jparam.save: the key '__metadata__' is reserved by the safetensors "
+                         "format (it holds the file's metadata); rename the entry")
+    return {k: _file_array(v, k) for k, v in arrays.items()}, meta
 
 
 def _fsync_path(path: str, directory: bool = False) -> None:
@@ -354,15 +344,15 @@ def save(obj: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None =
         raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save to {path}: it is a directory")
-    tmp = os.path.join(folder, f"{os.path.basename(path)}.tmp.{secrets.token_hex(6)}")
-    # create it ourselves to learn the umask-based permissions a new file gets (the
-    # writer may recreate it 0600); an existing target keeps its own permissions
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    _remove_stale_temps(path)
+    tmp, fd = _create_locked_temp(os.path.join(folder, os.path.basename(path)))
     try:
-        mode = os.stat(path if os.path.exists(path) else tmp).st_mode & 0o7777
-        _write_safetensors(arrays, tmp, meta)
-        os.chmod(tmp, mode)
-        _fsync_path(tmp)
+        if os.path.exists(path):  # an overwritten file keeps its permissions
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        with os.fdopen(os.dup(fd), "wb") as f:
+            stf.write(f, arrays, meta)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -370,7 +360,77 @@ def save(obj: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None =
         except FileNotFoundError:
             pass
         raise
+    finally:
+        os.close(fd)  # releases the lock
     _fsync_path(folder, directory=True)
+
+
+_TEMP_SUFFIX = re.compile(r"\.tmp\.[0-9a-f]{12}\Z")
+
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; stale temp files are then kept
+    fcntl = None
+
+
+def _lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking lock on ``fd``; False if another holder has one."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _create_locked_temp(base: str) -> tuple[str, int]:
+    """Create ``<base>.tmp.<12 hex>`` and hold a lock on it, which tells the stale-file cleanup
+    of a concurrent save (:func:`_remove_stale_temps`) that this file is in use.
+
+    A cleanup may grab a file between its creation and its locking and delete it; then the
+    lock fails or the locked file is no longer linked, and a new name is tried.
+    """
+    while True:
+        tmp = f"{base}.tmp.{secrets.token_hex(6)}"
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        if fcntl is None:
+            return tmp, fd
+        if _lock(fd):
+            try:
+                if os.fstat(fd).st_nlink > 0 and os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                    return tmp, fd
+            except FileNotFoundError:
+                pass
+        os.close(fd)
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Delete ``<path>.tmp.<12 hex>`` files left by a save that was killed.
+
+    A save in progress holds a lock on its temporary file, so a concurrent save to the same
+    path is never disturbed; a file whose lock can be taken belongs to a dead process.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(base) and _TEMP_SUFFIX.fullmatch(name[len(base):])):
+            continue
+        full = os.path.join(folder, name)
+        try:
+            fd = os.open(full, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if fcntl is not None and _lock(fd):
+                os.unlink(full)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 # ----------------------------------------------------------------------------- training checkpoints
@@ -434,16 +494,24 @@ def load_checkpoint(path: str | os.PathLike, *, restore_rng: bool = True,
     generator is restored unless ``restore_rng=False``.  The returned dict holds every saved
     entry (state dicts, ``step``, ...), without jparam's own ``jparam.*`` entries.
 
+    All or nothing: every module entry (and the generator state) is checked against its target
+    before anything is loaded; then the other targets (optimizers, schedulers) are loaded, and
+    if one refuses, those already loaded get their previous state back; the modules are
+    written last.  A failed ``load_checkpoint`` leaves every target as it was.
+
     Example:
         >>> jparam.save_checkpoint("ckpt.safetensors", model=model, optimizer=opt, step=10)
         >>> ck = jparam.load_checkpoint("ckpt.safetensors", model=model, optimizer=opt)
         >>> sorted(ck)
         ['model', 'optimizer', 'step']
     """
-    from jparam._module import Module
-    from jparam._random import set_rng_state
+    from jparam._module import Module, _apply_load
+    from jparam._random import get_rng_state, set_rng_state
 
     path = os.fspath(path)
+    for name, obj in targets.items():
+        if not callable(getattr(obj, "load_state_dict", None)):
+            raise TypeError(f"load_checkpoint: {name}={type(obj).__name__} has no load_state_dict()")
     ck = load(path)
     if not isinstance(ck, dict):
         raise ValueError(f"{path}: not a training checkpoint (holds a {type(ck).__name__})")
@@ -452,31 +520,84 @@ def load_checkpoint(path: str | os.PathLike, *, restore_rng: bool = True,
         have = [k for k in ck if not k.startswith(_RESERVED_PREFIX)]
         raise KeyError(f"{path}: no entry {missing[0]!r} in the checkpoint (entries: {have})")
     saved_arrays = ck.get(_ARRAYS_ENTRY, {})
+    if not isinstance(saved_arrays, dict):
+        raise ValueError(f"{path}: corrupt checkpoint: {_ARRAYS_ENTRY!r} is not a dict")
+
+    # 1. validate every module entry and the generator state; nothing changes yet
+    module_writes = []
     for name, obj in targets.items():
-        if not callable(getattr(obj, "load_state_dict", None)):
-            raise TypeError(f"load_checkpoint: {name}={type(obj).__name__} has no load_state_dict()")
         if isinstance(obj, Module):
-            obj.load_state_dict(ck[name], strict=strict)
-            _restore_plain_arrays(obj, saved_arrays.get(name, {}), f"{path}: {name}")
-        else:
-            obj.load_state_dict(ck[name])
+            try:
+                writes, _, _ = obj._jp_plan_load(ck[name], strict=strict)
+            except (RuntimeError, TypeError, ValueError) as e:
+                raise type(e)(f"{path}: entry {name!r}: {e}") from None
+            plain = _plan_plain_arrays(obj, saved_arrays.get(name, {}), f"{path}: {name}")
+            module_writes.append((writes, plain))
+    rng = None
     if restore_rng and _RNG_ENTRY in ck:
-        set_rng_state(np.asarray(ck[_RNG_ENTRY]))
+        rng = np.asarray(ck[_RNG_ENTRY])
+        want = get_rng_state()
+        if rng.shape != want.shape or rng.dtype != want.dtype:
+            raise ValueError(f"{path}: entry {_RNG_ENTRY!r} is {rng.dtype}{list(rng.shape)}, "
+                             f"expected {want.dtype}{list(want.shape)}")
+
+    # 2. the other targets, each rolled back if a later one refuses
+    loaded: list[tuple[Any, Any]] = []
+    try:
+        for name, obj in targets.items():
+            if not isinstance(obj, Module):
+                loaded.append((obj, _copy_containers(obj.state_dict())))
+                obj.load_state_dict(ck[name])
+    except BaseException as e:
+        for obj, previous in reversed(loaded):
+            try:
+                obj.load_state_dict(previous)
+            except Exception as undo:  # noqa: BLE001
+                e.add_note(f"load_checkpoint could not restore {type(obj).__name__}'s "
+                           f"previous state: {undo}")
+        raise
+
+    # 3. the modules (already validated: cannot fail)
+    for writes, plain in module_writes:
+        _apply_load(writes)
+        for module, attr, value in plain:
+            setattr(module, attr, value)
+    if rng is not None:
+        set_rng_state(rng)
     return {k: v for k, v in ck.items() if not k.startswith(_RESERVED_PREFIX)}
 
 
-def _restore_plain_arrays(module, arrays: Mapping[str, Any], where: str) -> None:
+def _copy_containers(x: Any) -> Any:
+    """A copy of the dicts/lists/tuples of a state dict, sharing its (immutable) arrays."""
+    if isinstance(x, dict):
+        return type(x)((k, _copy_containers(v)) for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return type(x)(_copy_containers(v) for v in x)
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    return x
+
+
+def _plan_plain_arrays(module, arrays: Any, where: str) -> list[tuple[Any, str, Any]]:
+    """``(submodule, attribute, value)`` for each saved plain array, checked against ``module``."""
     import jax.numpy as jnp
 
+    if not isinstance(arrays, Mapping):
+        raise ValueError(f"{where}: corrupt checkpoint: its array attributes are not a dict")
     current = _plain_arrays(module)
+    out = []
     for key, value in arrays.items():
         if key not in current:
             raise ValueError(f"{where}: the checkpoint has the array attribute {key!r}, which "
                              "the module lacks (a different architecture?)")
         cur = current[key]
-        if tuple(cur.shape) != tuple(value.shape) or cur.dtype != value.dtype:
-            raise ValueError(f"{where}: array attribute {key!r} is {value.dtype}{list(value.shape)} "
-                             f"in the checkpoint but {cur.dtype}{list(cur.shape)} in the module")
+        if (tuple(cur.shape) != tuple(np.shape(value))
+                or cur.dtype != getattr(value, "dtype", None)):
+            raise ValueError(f"{where}: array attribute {key!r} is "
+                             f"{getattr(value, 'dtype', type(value).__name__)}"
+                             f"{list(np.shape(value))} in the checkpoint but "
+                             f"{cur.dtype}{list(cur.shape)} in the module")
         modpath, _, attr = key.rpartition(".")
         value = np.asarray(value) if isinstance(cur, np.ndarray) else jnp.asarray(value)
-        setattr(module.get_submodule(modpath), attr, value)
+        out.append((module.get_submodule(modpath), attr, value))
+    return out

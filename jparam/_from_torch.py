@@ -100,10 +100,9 @@ def _dtype_of(tm: Any) -> Any:
         if t.is_floating_point():
             if t.dtype == torch.float32:
                 return None
-            import ml_dtypes  # noqa: F401
-            import numpy as np
+            from jparam._convert import torch_dtype_to_numpy
 
-            return np.dtype(str(t.dtype).removeprefix("torch."))
+            return torch_dtype_to_numpy(t.dtype)
     return None
 
 

@@ -17,19 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jparam import _flatten as fl
+from jparam._convert import to_jax_as, type_name as _typename
 from jparam._parameter import Buffer, Parameter, _as_array
 from jparam._tracing import check_no_leak, trace_state_clean
 
 __all__ = ["Module"]
 
 _ARRAYS = (jax.Array, np.ndarray)
-
-
-def _typename(v: Any) -> str:
-    t = type(v)
-    if isinstance(v, jax.Array):
-        return "jax.Array"
-    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 def _d(m: "Module") -> dict:
@@ -54,6 +48,15 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
     __str__ = __repr__
+
+
+def _apply_load(writes: list) -> None:
+    """Perform the writes planned (and validated) by ``Module._jp_plan_load``."""
+    for mod, name, kind, val in writes:
+        if kind == "p":
+            mod.__dict__[name].data = val
+        else:
+            mod.__dict__[name] = val
 
 
 class _RemovableHandle:
@@ -446,6 +449,18 @@ class Module:
             >>> np.array_equal(model.weight, torch_model.weight.detach().numpy())
             True
         """
+        writes, missing, unexpected = self._jp_plan_load(state_dict, strict, assign)
+        _apply_load(writes)
+        return _IncompatibleKeys(missing, unexpected)
+
+    def _jp_plan_load(self, state_dict: Mapping[str, Any], strict: bool = True,
+                      assign: bool = False) -> tuple[list, list, list]:
+        """Everything ``load_state_dict`` checks, without changing the module.
+
+        Returns ``(writes, missing, unexpected)``, ``writes`` being ``(module, attribute,
+        kind, value)`` tuples, or raises the error ``load_state_dict`` would raise.
+        ``jparam.load_checkpoint`` validates every target with it before loading any.
+        """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         slots = self._jp_state_slots()
@@ -457,20 +472,28 @@ class Module:
                 continue
             cur = mod.__dict__[name]
             cur_arr = cur._data if kind == "p" else cur
-            try:
-                val = _as_array(state_dict[key], f"state_dict['{key}']")
-            except TypeError as e:
+            value = state_dict[key]
+            want = tuple(cur_arr.shape)
+            shape = getattr(value, "shape", None)
+            if shape is not None and tuple(shape) != want and not (want == () and
+                                                                    tuple(shape) == (1,)):
+                errors.append(f"size mismatch for {key}: copying a param with shape "
+                              f"{tuple(shape)} from checkpoint, the shape in current model is "
+                              f"{want}.")
+                continue
+            try:  # exact cast into the module's dtype, as torch's copy_ (never wraps)
+                val = to_jax_as(value, None if assign else cur_arr.dtype, f"state_dict['{key}']")
+            except (TypeError, ValueError) as e:
                 errors.append(str(e))
                 continue
-            shape, want = tuple(val.shape), tuple(cur_arr.shape)
-            if want == () and shape == (1,):
-                val = val.reshape(())
-            elif shape != want:
-                errors.append(f"size mismatch for {key}: copying a param with shape {shape} from "
-                              f"checkpoint, the shape in current model is {want}.")
-                continue
-            if not assign and val.dtype != cur_arr.dtype:
-                val = val.astype(cur_arr.dtype)
+            if tuple(val.shape) != want:
+                if want == () and tuple(val.shape) == (1,):
+                    val = val.reshape(())
+                else:
+                    errors.append(f"size mismatch for {key}: copying a param with shape "
+                                  f"{tuple(val.shape)} from checkpoint, the shape in current "
+                                  f"model is {want}.")
+                    continue
             writes.append((mod, name, kind, val))
         if strict:
             if unexpected:
@@ -482,16 +505,11 @@ class Module:
         if errors:
             raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
                 type(self).__name__, "\n\t".join(errors)))
-        for mod, name, kind, val in writes:  # leak checks first: a failed load changes nothing
+        for mod, name, kind, val in writes:  # leak checks too: a failed load changes nothing
             outer = mod.__dict__[name]._jp_outer if kind == "p" else mod.__dict__.get("_jp_outer")
             if outer:
                 check_no_leak(val, f"{'parameter' if kind == 'p' else 'buffer'} '{name}'")
-        for mod, name, kind, val in writes:
-            if kind == "p":
-                mod.__dict__[name].data = val
-            else:
-                mod.__dict__[name] = val
-        return _IncompatibleKeys(missing, unexpected)
+        return writes, missing, unexpected
 
     # ------------------------------------------------------------------ modes and dtypes
     def train(self, mode: bool = True) -> "Module":

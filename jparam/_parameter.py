@@ -255,14 +255,6 @@ class Buffer:
 
 def _as_array(value: Any, what: str) -> jax.Array:
     """Convert array-likes (NumPy, torch tensors, lists) to a jax array, or raise clearly."""
-    if isinstance(value, jax.Array):
-        return value
-    if type(value).__module__.startswith("torch"):
-        from jparam._convert import torch_to_jax
+    from jparam._convert import to_jax_array
 
-        return torch_to_jax(value)
-    if isinstance(value, (np.ndarray, np.generic, list, tuple, int, float, complex, bool)):
-        return jnp.asarray(value)
-    raise TypeError(
-        f"{what} must be an array (jax.Array, numpy.ndarray or torch.Tensor), "
-        f"got {type(value).__module__}.{type(value).__qualname__}")
+    return to_jax_array(value, what)

@@ -6,14 +6,16 @@ one host.  Needs ``pip install jparam[sharded]`` (orbax-checkpoint), imported la
 """
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-from ._serialize import is_array, to_numpy
+from ._convert import is_array, to_numpy
 
 __all__ = ["save_sharded", "load_sharded"]
 
@@ -43,9 +45,13 @@ def _state(obj: Any, fname: str) -> dict[str, Any]:
 def save_sharded(obj: Any, directory: str | os.PathLike, *, force: bool = False) -> None:
     """Save a module's ``state_dict()`` (or a dict of arrays) as a sharded orbax checkpoint.
 
-    ``directory`` is created (it must not exist unless ``force=True``, which replaces it);
-    orbax writes it atomically.  Each array keeps its key; its shards are written in
-    parallel by their devices.
+    ``directory`` is created (it must not exist unless ``force=True``, which replaces it).
+    The new checkpoint is written completely to ``<directory>.jparam-new`` first, then
+    renamed into place: if the write fails (disk full, a crash) the previous checkpoint is
+    untouched.  Between the two renames of the swap the previous one is parked at
+    ``<directory>.jparam-old``; the next ``save_sharded`` to ``directory`` puts it back if
+    the swap was interrupted.  Each array keeps its key; its shards are written in parallel
+    by their devices.
 
     Example:
         >>> from jax.sharding import NamedSharding, PartitionSpec as P
@@ -58,15 +64,61 @@ def save_sharded(obj: Any, directory: str | os.PathLike, *, force: bool = False)
     state = {}
     for k, v in _state(obj, "jparam.save_sharded").items():
         state[k] = v if isinstance(v, (jax.Array, np.ndarray)) else to_numpy(v, k)
-    directory = os.path.abspath(os.fspath(directory))
+    directory = os.path.abspath(os.fspath(directory)).rstrip(os.sep)
+    new, old = directory + _NEW_SUFFIX, directory + _OLD_SUFFIX
+    primary = jax.process_index() == 0
+    if primary:
+        _recover(directory)
+    _sync("jparam_save_sharded_start")
     if os.path.exists(directory) and not force:
         raise FileExistsError(f"{directory} already exists; pass force=True to replace it")
     ck = ocp.StandardCheckpointer()
     try:
-        ck.save(directory, state, force=force)
+        ck.save(new, state)  # complete before anything existing is touched
         ck.wait_until_finished()
+    except BaseException:
+        if primary:
+            _remove_new(directory)
+        raise
     finally:
         ck.close()
+    _sync("jparam_save_sharded_written")
+    if primary:
+        if os.path.exists(directory):
+            os.replace(directory, old)  # from here to the next line, the old one is at `old`
+        os.replace(new, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    _sync("jparam_save_sharded_done")
+
+
+# save_sharded writes the new checkpoint beside the target and swaps it in by renaming
+_NEW_SUFFIX = ".jparam-new"
+_OLD_SUFFIX = ".jparam-old"
+
+
+def _remove_new(directory: str) -> None:
+    """Remove a partly written ``<directory>.jparam-new`` (and orbax's temporary folders)."""
+    for p in glob.glob(glob.escape(directory + _NEW_SUFFIX) + "*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _recover(directory: str) -> None:
+    """Undo what a killed :func:`save_sharded` left: a previous checkpoint parked at
+    ``<directory>.jparam-old`` goes back unless the new one was already in place."""
+    old = directory + _OLD_SUFFIX
+    if os.path.isdir(old):
+        if os.path.exists(directory):
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, directory)
+    _remove_new(directory)
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def load_sharded(model_like: Any, directory: str | os.PathLike, *, strict: bool = True) -> Any:

@@ -105,3 +105,69 @@ def test_sharded_round_trip_on_8_devices(tmp_path):
     res = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "SHARDED-OK" in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------- issue 13 item 3
+
+def _net(seed):
+    import jparam
+    from jparam import nn
+
+    jparam.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+
+
+def _values(model):
+    import numpy as np
+
+    return {k: np.asarray(v).tobytes() for k, v in model.state_dict().items()}
+
+
+def test_force_replace_keeps_the_previous_checkpoint_when_the_write_fails(tmp_path, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    from jparam import load_sharded, save_sharded
+
+    ck = tmp_path / "ck"
+    old, new = _net(0), _net(1)
+    save_sharded(old, ck)
+    real_save = ocp.StandardCheckpointer.save
+
+    def disk_full(self, directory, *args, **kwargs):
+        real_save(self, directory, *args, **kwargs)   # a partial write lands on disk ...
+        self.wait_until_finished()
+        raise OSError("No space left on device")      # ... then the write fails
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "save", disk_full)
+    try:
+        save_sharded(new, ck, force=True)
+    except OSError as e:
+        assert "No space left" in str(e)
+    else:
+        raise AssertionError("no error")
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["ck"]   # no temporary folder left behind
+    assert _values(load_sharded(_net(2), ck)) == _values(old)
+    save_sharded(new, ck, force=True)
+    assert sorted(os.listdir(tmp_path)) == ["ck"]
+    assert _values(load_sharded(_net(2), ck)) == _values(new)
+
+
+def test_interrupted_swap_is_recovered_by_the_next_save(tmp_path):
+    from jparam import load_sharded, save_sharded
+
+    ck = tmp_path / "ck"
+    old, new = _net(0), _net(1)
+    save_sharded(old, ck)
+    # a save killed between its two renames: the previous checkpoint is parked aside
+    os.replace(ck, str(ck) + ".jparam-old")
+    try:
+        save_sharded(new, ck)  # not force: the recovered checkpoint is there again
+    except FileExistsError:
+        pass
+    else:
+        raise AssertionError("the parked checkpoint was not recovered")
+    assert sorted(os.listdir(tmp_path)) == ["ck"]
+    assert _values(load_sharded(_net(2), ck)) == _values(old)
+    save_sharded(new, ck, force=True)
+    assert _values(load_sharded(_net(2), ck)) == _values(new)

@@ -60,10 +60,11 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels on "
                              f"dim 1, got input of shape {tuple(jnp.shape(input))}")
         factor = 0.0 if self.momentum is None else self.momentum
+        tracked = None  # stored after the running statistics, which refuse a leaked tracer
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked = self.num_batches_tracked + 1
+            tracked = self.num_batches_tracked + 1
             if self.momentum is None:
-                factor = 1.0 / self.num_batches_tracked.astype(jnp.float32)
+                factor = 1.0 / tracked.astype(jnp.float32)
         bn_training = self.training or (self.running_mean is None and self.running_var is None)
         use_stats = not self.training or self.track_running_stats
         rm = self.running_mean if use_stats else None
@@ -71,7 +72,11 @@ class _BatchNorm(Module):
         out = F.batch_norm(input, rm, rv, _data(self.weight), _data(self.bias), bn_training,
                            factor, self.eps)
         if isinstance(out, tuple):
-            out, self.running_mean, self.running_var = out
+            out, mean, var = out
+            self.running_mean = mean
+            self.running_var = var
+        if tracked is not None:
+            self.num_batches_tracked = tracked
         return out
 
     def extra_repr(self) -> str:

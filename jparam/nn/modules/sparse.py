@@ -6,6 +6,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
+from jparam._convert import to_jax_array
 from jparam._module import Module
 from jparam._parameter import Parameter
 from jparam._random import next_key
@@ -94,9 +95,7 @@ class Embedding(Module):
             >>> emb.weight.requires_grad
             False
         """
-        w = jnp.asarray(getattr(embeddings, "data", embeddings)) \
-            if not type(embeddings).__module__.startswith("torch") \
-            else jnp.asarray(embeddings.detach().cpu().numpy())
+        w = to_jax_array(embeddings, "embeddings")
         if w.ndim != 2:
             raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape "
                              f"{tuple(w.shape)}")
