@@ -21,6 +21,7 @@ built on first attribute access.  See ``docs/design.md``.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any
 
@@ -263,14 +264,30 @@ def unflatten_module(aux: Aux, leaves) -> Any:
     return obj
 
 
+_build_lock = threading.RLock()
+
+
 def materialize(root) -> None:
-    """Build the module objects of a lazy root in place (no-op if already built)."""
+    """Build the module objects of a lazy root in place (no-op if already built).
+
+    Thread-safe: the root stays marked lazy (``_jp_lazy``) until every attribute is in
+    place, so a reader in another thread either waits on the lock and then sees the built
+    module, or sees it whole; it never sees a module marked built but still empty. The
+    root's attributes are assembled in a separate dict and published with one ``update``.
+    """
     d = root.__dict__
-    lazy = d.pop("_jp_lazy", None)
-    if lazy is None:
+    if "_jp_lazy" not in d:
         return
+    with _build_lock:
+        lazy = d.get("_jp_lazy")
+        if lazy is None:  # built by another thread meanwhile
+            return
+        _build(root, lazy, d.get("_jp_outer", True))
+        d.pop("_jp_lazy", None)
+
+
+def _build(root, lazy, outer) -> None:
     aux, leaves = lazy
-    outer = d.pop("_jp_outer", True)
     bp, tokens = aux.bp, aux.tokens
     P = len(bp.params)
     params = []
@@ -283,8 +300,9 @@ def materialize(root) -> None:
         params.append(Parameter._make(leaves[j], g, rg, tokens[j], outer))
     base = gi
     mods = [root] + [object.__new__(cls) for cls, _ in bp.mods[1:]]
+    root_dict: dict = {}
     for m, (_, entries) in zip(mods, bp.mods):
-        md = m.__dict__
+        md = root_dict if m is root else m.__dict__
         reg = {}
         me = weakref.ref(m)
         for e in entries:
@@ -313,6 +331,7 @@ def materialize(root) -> None:
                 md[name] = e[2]
         md["_jp_reg"] = reg
         md["_jp_outer"] = outer
+    root.__dict__.update(root_dict)
 
 
 def rebuild(aux: Aux, leaves) -> Any:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 import torch
 
-from jparam.optim import _transforms as T  # noqa: E402
+from jparam.optim import transforms as T  # noqa: E402
 
 STEPS = 120
 TOL = 1e-5

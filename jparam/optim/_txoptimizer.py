@@ -1,24 +1,40 @@
-"""Shared plumbing for optimizers built on the torch-exact transforms of ``_transforms``.
+"""``TxOptimizer``: the base of the torch-exact optimizers (SGD, Adam, ...).
 
 A subclass implements ``_make(group, struct) -> TorchTransform`` from a param group's values
-(float32 scalars or tracers) and the static ``struct`` of :meth:`Optimizer._group_struct`;
-state conversion to torch's per-parameter entries comes with the transform.
+(float32 leaves, tracers or Python numbers) and the static ``struct`` of
+:meth:`Optimizer._group_struct`. A group's state is ONE state of that transform over the
+list of the group's parameters: array fields hold one array per parameter (a list), scalar
+fields (``step``, ...) one vector entry per parameter (torch keeps a step count per
+parameter, and skips a parameter without a grad), so one ``update`` serves the whole group.
+
+Example:
+    >>> opt = optim.Adam(model.parameters(), lr=1e-3)
+    >>> opt.param_groups[0]["lr"], type(jax.tree_util.tree_leaves(opt)[0]).__name__
+    (0.001, 'ArrayImpl')
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from jparam.optim._transforms import TorchTransform
-from jparam.optim.optimizer import Optimizer, _pack_scalars, _unpack_scalars
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jparam.optim._transform import TorchTransform
+from jparam.optim.optimizer import Optimizer
 
 __all__ = ["TxOptimizer", "check_hparams"]
-
-_SCALAR_FIELDS = ("step", "started", "mu_product")
 
 
 def check_hparams(lr: Any = 0.0, eps: Any = 0.0, weight_decay: Any = 0.0, betas: Any = None,
                   **others: Any) -> None:
-    """torch's argument checks and messages (``Invalid learning rate: -1``, ...)."""
+    """torch's argument checks and messages (``Invalid learning rate: -1``, ...).
+
+    Example:
+        >>> check_hparams(lr=-1.0)
+        Traceback (most recent call last):
+        ValueError: Invalid learning rate: -1.0
+    """
     if not 0.0 <= lr:
         raise ValueError(f"Invalid learning rate: {lr}")
     if not 0.0 <= eps:
@@ -36,17 +52,20 @@ def check_hparams(lr: Any = 0.0, eps: Any = 0.0, weight_decay: Any = 0.0, betas:
             raise ValueError(f"Invalid {name} value: {v}")
 
 
-def _param_like(state: Any) -> Any:
-    """A per-parameter array of ``state`` (its shape and dtype are the parameter's)."""
-    for name in getattr(state, "_fields", ()):
-        v = getattr(state, name)
-        if name not in _SCALAR_FIELDS and v is not None:
-            return v
-    raise TypeError(f"cannot find a per-parameter array in optimizer state {type(state).__name__}")
+def _is_vector_field(v: Any) -> bool:
+    return isinstance(v, (jax.Array, np.ndarray)) and v.ndim <= 1
+
+
+def _per_parameter(v: Any, n: int, placement: Any) -> Any:
+    """A scalar state field (``step``, ...) as one entry per parameter, on the hyperparameters'
+    devices."""
+    if isinstance(v, jax.core.Tracer):
+        return jnp.broadcast_to(v, (n,))
+    return jax.device_put(np.full((n,), np.asarray(v)), placement)
 
 
 class TxOptimizer(Optimizer):
-    """An :class:`Optimizer` whose per-parameter update is a :class:`TorchTransform`."""
+    """An :class:`Optimizer` whose group update is one :class:`TorchTransform` call."""
 
     def _make(self, group: Dict[str, Any], struct: tuple) -> TorchTransform:
         raise NotImplementedError
@@ -54,33 +73,57 @@ class TxOptimizer(Optimizer):
     def _transform(self, group, struct):
         return self._make(group, struct)
 
-    def _update_group(self, tx, grads, states, params) -> Tuple[list, list]:
-        """One ``tx.update`` for the whole group: the parameters' scalar state (``step``, ...)
-        stacked into one vector per field, the per-parameter arrays as lists (see
-        :mod:`jparam.optim._transforms`). Step-dependent coefficients such as Adam's bias
-        corrections are then computed once per group, not once per parameter: same numbers,
-        a smaller compiled step."""
-        if len(params) < 2:
-            return super()._update_group(tx, grads, states, params)
-        cls = type(states[0])
+    def _init_state(self, tx, likes, placement):
+        state = tx.init(list(likes))
+        n = len(likes)
+        return type(state)(*(_per_parameter(v, n, placement) if _is_vector_field(v) else v for v in state))
 
-        def gather(name):
-            vals = [getattr(s, name) for s in states]
-            if vals[0] is None:
-                return None
-            return _pack_scalars(vals) if name in _SCALAR_FIELDS else vals
+    def _update_group(self, tx, grads, state, params) -> Tuple[list, Any]:
+        us, new = tx.update(list(grads), state, list(params))
+        return list(us), new
 
-        us, new = tx.update(list(grads), cls(*(gather(f) for f in cls._fields)), list(params))
-        n = len(params)
-        fields = [None if v is None else v if f not in _SCALAR_FIELDS
-                  else [v] * n if v.ndim == 0 else _unpack_scalars(v)  # 0-d: one value for all
-                  for f, v in zip(cls._fields, new)]
-        return list(us), [cls(*(None if v is None else v[k] for v in fields)) for k in range(n)]
+    def _take(self, state, js):
+        idx = np.asarray(js)
+        return type(state)(*(None if v is None else [v[j] for j in js] if isinstance(v, list) else v[idx]
+                             for v in state))
 
-    def _state_to_torch(self, group, struct, state) -> Dict[str, Any]:
-        return dict(self._make(group, struct).to_torch_state(state))
+    def _put(self, state, js: Optional[list], new):
+        out = []
+        for old, v in zip(state, new):
+            if v is None or isinstance(v, list) and js is None:
+                out.append(v)
+            elif isinstance(v, list):
+                merged = list(old)
+                for j, x in zip(js, v):
+                    merged[j] = x
+                out.append(merged)
+            elif js is None:  # a vector, or a scalar shared by the whole group (SGD's flag)
+                out.append(v if v.shape == old.shape else jnp.broadcast_to(v, old.shape))
+            else:
+                out.append(old.at[np.asarray(js)].set(v))
+        return type(state)(*out)
 
-    def _state_from_torch(self, group, struct, entry, like):
-        if not entry:
-            return like
-        return self._make(group, struct).from_torch_state(entry, _param_like(like))
+    @staticmethod
+    def _view(state, j: int):
+        """Parameter ``j``'s state as the transform's state of one array."""
+        return type(state)(*(None if v is None else v[j] for v in state))
+
+    def _state_to_torch(self, tx, state, j) -> Dict[str, Any]:
+        return dict(tx.to_torch_state(self._view(state, j)))
+
+    def _states_from_torch(self, tx, entries, likes, state, where):
+        fresh = self._init_state(tx, likes, self._placement())
+        per = []
+        for j, (e, like) in enumerate(zip(entries, likes)):
+            one = tx.from_torch_state(e, like) if e else self._view(fresh, j)
+            per.append(one)
+        fields = []
+        for k, v in enumerate(fresh):
+            if v is None:
+                fields.append(None)
+            elif isinstance(v, list):
+                fields.append([jnp.asarray(p[k], like.dtype) for p, like in zip(per, likes)])
+            else:
+                vals = np.stack([np.asarray(p[k], v.dtype).reshape(()) for p in per])
+                fields.append(jax.device_put(vals, self._placement()))
+        return type(fresh)(*fields)

@@ -1,18 +1,26 @@
 """``Optimizer``: torch's optimizer API on optax, as a pure, jit-able pytree.
 
-``model, opt = opt.step(model)`` reads each parameter's ``grad`` from the model, applies
-the optimizer's optax transformation *per parameter* (so a parameter without a grad is
-skipped entirely, with no decay, momentum or step count, as in torch), writes the new
-values into a new model and returns a new optimizer. The gradients it consumed are
-cleared in the returned model (``set_to_none``), so no gradient memory outlives a step.
+``model, opt = opt.step(model)`` reads each parameter's ``grad`` from the model, applies the
+optimizer's optax transformation to each param group's parameters that have a grad (a
+parameter without one is skipped entirely, with no decay, momentum or step count, as in
+torch), writes the new values into a new model and returns a new optimizer. The gradients it
+consumed are cleared in the returned model (``set_to_none``).
 
-Parameters are recognised by identity tokens that survive ``jax.jit`` (see
-``docs/design.md``), so ``optim.SGD([{"params": m.base.parameters()}, ...])`` keeps
-working on the rebuilt objects. Numeric hyperparameters (``lr``, ``momentum``, ``betas``,
-...) are pytree leaves: changing ``opt.param_groups[i]["lr"]`` never recompiles.
+How it finds its parameters after ``jit`` rebuilt them: ``_params.py`` (positions). How it
+crosses ``jit`` and why every returned optimizer still behaves as torch's one mutable object:
+``_pytree.py``. The update rules: one file per algorithm family (``sgd.py``, ``adam.py``, ...).
+
+Example:
+    >>> model = nn.Linear(2, 1)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> _, model = jparam.backward(lambda m, x: m(x).sum(), model, jnp.ones((4, 2)))
+    >>> model, opt = opt.step(model)
+    >>> opt.param_groups[0]["lr"]
+    0.1
 """
 from __future__ import annotations
 
+import copy
 import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -21,12 +29,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jparam import _flatten as fl
 from jparam._module import Module
 from jparam._parameter import Parameter
-from jparam._tracing import trace_state_clean
-from jparam.optim._transforms import _entries
+from jparam._tracing import TracerLeakError, trace_state_clean
+from jparam.optim import _params
+from jparam.optim import _pytree as pt
+from jparam.optim._pytree import GroupSpec, GroupState, Spec
 
 __all__ = ["Optimizer", "ParamGroup", "required"]
 
@@ -48,180 +59,147 @@ def _is_numeric(v: Any) -> bool:
         return True
     if isinstance(v, (jax.Array, np.ndarray)):
         return jnp.ndim(v) == 0
-    if isinstance(v, tuple) and v:
+    if isinstance(v, (tuple, list)) and v:
         return all(_is_numeric(e) for e in v)
     return False
 
 
-def _as_hp(v: Any) -> Any:
-    """A numeric hyperparameter as a float32 scalar (tuples elementwise); tracers pass.
-
-    Host-side values are NumPy float32 scalars: cheap to read and set between jitted
-    steps, and data (not constants) to the compiled step."""
-    if isinstance(v, tuple):
-        return tuple(_as_hp(e) for e in v)
-    if isinstance(v, jax.core.Tracer):
+def _python(v: Any) -> Any:
+    """A numeric value as the user would read it back: Python numbers kept exactly as given,
+    NumPy / jax scalars as Python floats (tuples elementwise); tracers pass."""
+    if isinstance(v, (tuple, list)):
+        return tuple(_python(e) for e in v)
+    if isinstance(v, jax.core.Tracer) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
         return v
-    return np.float32(v)
+    return float(np.asarray(v))
 
 
-def _to_python(v: Any) -> Any:
+def _same_f32(host: Any, leaf_value: Any) -> bool:
+    """Whether a float32 leaf still holds (to float32) the host's exact value."""
+    if isinstance(host, tuple):
+        return isinstance(leaf_value, tuple) and len(host) == len(leaf_value) and all(
+            _same_f32(h, v) for h, v in zip(host, leaf_value))
+    return np.float32(host) == np.float32(leaf_value)
+
+
+def _placement(x: Any) -> Any:
+    """Where hyperparameters and step counts live: replicated over the devices of ``x``
+    (None: the default device, uncommitted, like ``x``)."""
+    if not isinstance(x, jax.Array) or not getattr(x, "_committed", False):
+        return None
+    s = x.sharding
+    if isinstance(s, NamedSharding):
+        return NamedSharding(s.mesh, PartitionSpec())
+    if s.is_fully_replicated:
+        return s
+    devices = sorted(s.device_set, key=lambda d: d.id)
+    return NamedSharding(jax.sharding.Mesh(np.array(devices), ("d",)), PartitionSpec())
+
+
+def _leaf(v: Any, placement: Any) -> Any:
+    """A numeric hyperparameter as float32 leaves (tuples elementwise); tracers are cast."""
     if isinstance(v, tuple):
-        return tuple(_to_python(e) for e in v)
-    if isinstance(v, (jax.Array, np.ndarray, np.generic)) and not isinstance(v, (jax.core.Tracer, bool)):
-        return float(str(np.float32(v)))  # shortest decimal that round-trips: 0.1, not 0.10000000149
+        return tuple(_leaf(e, placement) for e in v)
+    if isinstance(v, jax.core.Tracer):
+        return jnp.asarray(v, jnp.float32)
+    return jax.device_put(np.float32(v), placement)
+
+
+def _leaf_value(leaf: Any) -> Any:
+    if isinstance(leaf, tuple):
+        return tuple(_leaf_value(e) for e in leaf)
+    return np.asarray(leaf)
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, dict):
+        return tuple((k, _freeze(x)) for k, x in v.items())
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
     return v
 
 
-def _root_of(p: Parameter):
-    """The top module reached from a parameter's owner through parent pointers (or None)."""
-    ref = p._jp_owner
-    m = ref() if ref is not None else None
-    seen = set()
-    while m is not None and id(m) not in seen:
-        seen.add(id(m))
-        pr = m.__dict__.get("_jp_parent")
-        parent = pr() if pr is not None else None
-        if parent is None:
-            return m
-        m = parent
-    return m
-
-
-def _layout(objs: list) -> tuple:
-    return tuple((tuple(o.shape), str(o.dtype)) for o in objs)
-
-
-def _bind(params: list):
-    """``(positions, root, layout)`` of ``params`` in their model's leaf order.
-
-    Positions are where the parameters sit in the flattened model (deterministic for a given
-    architecture), so they survive ``jax.jit`` rebuilding objects and cache hits with another
-    model of the same architecture, and a fresh model + optimizer reuses a compiled step.
-    ``layout`` (every parameter's shape and dtype) lets ``step`` reject a model whose
-    parameters changed since. Returns ``(None, None, None)`` for parameters outside any module.
-    Raises if they live in several separate models.
-    """
-    roots = {}
-    for p in params:
-        r = _root_of(p)
-        if r is None:
-            return None, None, None
-        roots[id(r)] = r
-    names = []
-    for r in roots.values():
-        objs: list = []
-        fl.flatten_module(r, collect=objs)
-        where = {id(o): i for i, o in enumerate(objs)}
-        if all(id(p) in where for p in params):
-            return [where[id(p)] for p in params], r, _layout(objs)
-        names.append(type(r).__name__)
-    raise ValueError(
-        "an optimizer's parameters must belong to one model, but these belong to "
-        f"{len(roots)} separate ones ({', '.join(names)}); opt.step(model) updates one model: "
-        "put them in one nn.Module (e.g. nn.ModuleDict({'g': g, 'd': d})) or use one optimizer per model")
-
-
-class _Control:
-    """Shared by every incarnation of one optimizer: the newest ones outside jit (weakly).
-
-    A list, newest last, because jax may build a temporary output object on a cache miss
-    that dies at once; the newest incarnation still alive is the live one."""
-
-    __slots__ = ("_refs", "__weakref__")
-
-    def __init__(self) -> None:
-        self._refs: list = []
-
-    def push(self, obj) -> None:
-        refs = self._refs
-        refs.append(weakref.ref(obj))
-        if len(refs) > 16:
-            self._refs = [r for r in refs[-8:] if r() is not None]
-
-    def newest(self):
-        for r in reversed(self._refs):
-            o = r()
-            if o is not None:
-                return o
-        return None
+def _tname(v: Any) -> str:
+    t = type(v)
+    return "jax.Array" if isinstance(v, jax.Array) else f"{t.__module__}.{t.__qualname__}"
 
 
 class ParamGroup(dict):
     """One torch param group: ``{"params": [...], "lr": ..., ...}``.
 
-    Numeric hyperparameters assigned here are stored as float32 scalar arrays, so they are
-    data to a jitted step (no recompile when they change).
+    Outside jit, the groups of every incarnation of an optimizer are one set of dicts
+    holding the exact values you set (``opt.param_groups[0]["lr"] == 0.01``); assigning a
+    number never recompiles a jitted step (the step reads float32 copies as data). Inside
+    jit, an optimizer argument's groups hold its traced values, and assigning one (e.g.
+    ``sched.lr_at(step)``) changes the optimizer the step returns.
+
+    Example:
+        >>> opt.param_groups[0]["lr"] = 3e-4
     """
 
-    __slots__ = ("_owner", "_numeric", "_meta")
+    __slots__ = ("_owner", "_index")
 
     def __setitem__(self, key: str, value: Any) -> None:
         owner = getattr(self, "_owner", None)
-        if (key not in self and owner is not None and key not in owner.defaults
-                and not isinstance(value, jax.core.Tracer)):
-            # a key the optimizer does not use (a scheduler's initial_lr, max_lr, ...): host-side
-            # metadata, kept exactly, carried through jit but not part of the tree structure
-            self._meta = tuple(getattr(self, "_meta", ())) + (key,)
-        if key in getattr(self, "_numeric", ()):
-            if not _is_numeric(value) and not isinstance(value, jax.core.Tracer):
-                raise TypeError(f"param_groups[...]['{key}'] must be a number, got {type(value).__name__}")
-            value = _as_hp(value)
-        super().__setitem__(key, value)
-        if owner is not None:
-            owner._flat = None
-            if not isinstance(value, jax.core.Tracer) and owner.__dict__.get("_outer", True):
-                owner._restructure(self)
+        if owner is None:
+            dict.__setitem__(self, key, value)
+        elif isinstance(owner, pt.Control):
+            _host_set(owner, self._index, key, value)
+        else:
+            owner._traced_set(self._index, key, value)
 
 
-_static_table: dict = {}
-
-# structure -> (control, defaults) of the optimizer last flattened OUTSIDE any trace, i.e.
-# the one going into a jitted call. jit rebuilds outputs from the aux cached at trace time,
-# which holds the control block of the optimizer that was traced; the output of a later call
-# (a cache hit by another optimizer of the same structure) must belong to the optimizer
-# that went in, so that its scheduler and param_groups edits reach it.
-_entering: dict = {}
+def _check_numeric(key: str, value: Any, old: Any) -> None:
+    if not _is_numeric(value) and not isinstance(value, jax.core.Tracer):
+        raise TypeError(f"param_groups[...]['{key}'] must be a number, got {_tname(value)}")
+    if isinstance(old, tuple) and (not isinstance(value, (tuple, list)) or len(value) != len(old)):
+        raise TypeError(f"param_groups[...]['{key}'] must be a tuple of {len(old)} numbers, got {value!r}")
 
 
-def _intern_static(static: tuple) -> tuple:
-    found = _static_table.get(static)
-    if found is not None:
-        return found
-    if len(_static_table) > 10000:
-        _static_table.clear()
-    _static_table[static] = static
-    return static
+def _host_set(control: pt.Control, g: int, key: str, value: Any) -> None:
+    """A host-side edit of a param group: exact value kept, version and edit count bumped."""
+    if isinstance(value, jax.core.Tracer):
+        raise TracerLeakError(
+            f"param_groups[{g}]['{key}'] of an optimizer created outside jit was assigned a traced "
+            "value inside a jitted function; pass the optimizer as an argument and return it")
+    with control.lock:
+        _pull_from_newest(control)
+        pg = control.groups[g]
+        if key in control.numeric[g]:
+            _check_numeric(key, value, pg.get(key))
+            value = _python(value)
+        dict.__setitem__(pg, key, value)
+        control.version += 1
+    pt.note_edit()
 
 
-class _OptAux:
-    """Pytree aux of an optimizer. ``static`` (interned) is compared; ``tokens`` and
-    ``control`` ride along uncompared."""
-
-    __slots__ = ("cls", "static", "tokens", "control", "defaults", "_hash")
-
-    def __init__(self, cls, static, tokens, control, defaults):
-        self.cls, self.static, self.tokens, self.control = cls, _intern_static(static), tokens, control
-        # (defaults, per-group metadata): numeric defaults only seed new groups and metadata keys
-        # (initial_lr, ...) are never used by the update, so neither is part of the structure
-        self.defaults = defaults
-        self._hash = hash((cls, self.static))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other) -> bool:
-        return (isinstance(other, _OptAux) and self.cls is other.cls
-                and (self.static is other.static or self.static == other.static))
+def _pull_from_newest(control: pt.Control) -> None:
+    """Make the control's values current: a value the newest incarnation got inside a jitted
+    step (``opt.param_groups[0]["lr"] = sched.lr_at(k)`` there) replaces the host's."""
+    inc = pt.newest(control)
+    if inc is None:
+        return
+    hv = pt.read_handle(inc)
+    if hv is None or hv[1] != control.version:
+        return  # host edits are newer than its leaves
+    for g, gs in enumerate(inc.__dict__["_gs"][:len(control.groups)]):
+        pg = control.groups[g]
+        for k, leaf in gs.hyper.items():
+            try:
+                got = _leaf_value(leaf)
+            except Exception:  # donated
+                return
+            if k not in pg or not _same_f32(pg[k], got):
+                dict.__setitem__(pg, k, _python(got))
 
 
 class Optimizer:
     """Base class of jparam optimizers; wraps any optax transformation as a torch optimizer.
 
     ``Optimizer(params, tx)`` with an ``optax.GradientTransformation`` gives an optimizer
-    whose update is ``tx`` (hyperparameters baked into ``tx``; ``lr`` in ``param_groups`` is
-    not used). Subclasses (SGD, Adam, ...) instead build their transformation from each
-    group's hyperparameters by overriding :meth:`_transform`.
+    whose update is ``tx``, applied to each parameter on its own (hyperparameters baked into
+    ``tx``; ``lr`` in ``param_groups`` is not used). Subclasses (SGD, Adam, ...) instead build
+    their transformation from each group's hyperparameters by overriding :meth:`_transform`.
 
     Example:
         >>> opt = optim.Optimizer(model.parameters(), optax.lion(1e-4))
@@ -230,26 +208,19 @@ class Optimizer:
 
     _static_keys: Tuple[str, ...] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        pt.register(cls)
+
     def __init__(self, params: Iterable[Any], defaults: Any) -> None:
-        if isinstance(defaults, optax.GradientTransformation):
-            self._tx = defaults
-            defaults = {}
-        else:
-            self._tx = None
-        self.defaults: Dict[str, Any] = dict(defaults)
-        self._groups: List[ParamGroup] = []
-        self._states: List[list] = []
-        self._structs: List[tuple] = []
-        self._tokens: List[list] = []
-        self._sigs: List[tuple] = []
-        self._positional = False
-        self._layout = None
-        self._flat = None
-        self._aux = None
-        self._state_leaves = None
-        self._control = _Control()
-        self._control.push(self)
-        self._outer = trace_state_clean()
+        tx = defaults if isinstance(defaults, optax.GradientTransformation) else None
+        defaults = {} if tx is not None else dict(defaults)
+        control = pt.Control(defaults)
+        d = self.__dict__
+        d["_gs"], d["_spec"], d["_control"], d["_views"] = (), Spec(type(self), (), False, None, tx, (defaults, ())), control, None
+        d["_outer"], d["_seq"] = True, pt.next_seq()
+        d["_handle"] = pt.handle_array(control)
+        control.add(self)
         if isinstance(params, (Parameter, jax.Array, np.ndarray)) or hasattr(params, "shape"):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Parameters or dicts, but got {_tname(params)}")
@@ -263,63 +234,251 @@ class Optimizer:
 
     # ------------------------------------------------------------------ subclass hooks
     def _transform(self, group: Dict[str, Any], struct: tuple) -> optax.GradientTransformation:
-        """The per-parameter transformation for ``group`` (values may be traced scalars)."""
-        if self._tx is None:
+        """The transformation for ``group`` (numeric values may be float32 leaves or tracers)."""
+        tx = self._spec.tx
+        if tx is None:
             raise NotImplementedError(f"{type(self).__name__} must implement _transform")
-        return self._tx
-
-    def _convert_state(self, group: Dict[str, Any], old: tuple, new: tuple, state: Any, like: Any) -> Any:
-        """A parameter's state when the group's structure changes from ``old`` to ``new``
-        (e.g. momentum switched on): by default a fresh ``init``."""
-        return self._transform(group, new).init(like)
-
-    def _restructure(self, pg: "ParamGroup") -> None:
-        """Re-derive a group's static structure after a host-side hyperparameter edit."""
-        g = next((i for i, q in enumerate(self._groups or []) if q is pg), None)
-        if g is None:
-            return
-        old = self._structs[g]
-        new = self._next_struct({k: _to_python(v) for k, v in pg.items()}, old)
-        if new == old:
-            return
-        self._build_states()
-        likes = [jnp.zeros(shape, dtype) for shape, dtype in self._sigs[g]]
-        self._states[g] = [self._convert_state(pg, old, new, st, like)
-                           for st, like in zip(self._states[g], likes)]
-        self._structs[g] = new
-        self._state_leaves = None
-        self._flat = None
-
-    def _next_struct(self, group: Dict[str, Any], old: tuple) -> tuple:
-        """A group's structure after a host-side edit, given the one it had (default: re-derived)."""
-        return self._group_struct(group)
+        return tx
 
     def _group_struct(self, group: Dict[str, Any]) -> tuple:
-        """Static structure decided once from a new group's Python values (e.g. momentum != 0)."""
+        """Static structure decided from a new group's Python values (e.g. momentum != 0)."""
         return ()
 
-    def _state_to_torch(self, group: Dict[str, Any], struct: tuple, state: Any) -> Dict[str, Any]:
-        """One parameter's state in torch's names (``{}`` if it has not been stepped)."""
-        leaves = jax.tree_util.tree_leaves(state)
-        return {f"optax_{i}": v for i, v in enumerate(leaves)}
+    def _next_struct(self, group: Dict[str, Any], old: tuple) -> tuple:
+        """A group's structure after an edit, given the one it had (default: re-derived)."""
+        return self._group_struct(group)
 
-    def _state_from_torch(self, group: Dict[str, Any], struct: tuple, entry: Dict[str, Any],
-                          like: Any) -> Any:
-        """Inverse of :meth:`_state_to_torch`; ``like`` is the current state (shapes, dtypes)."""
-        leaves, td = jax.tree_util.tree_flatten(like)
-        if not entry:
-            return like
-        return jax.tree_util.tree_unflatten(td, [jnp.asarray(entry[f"optax_{i}"]) for i in range(len(leaves))])
+    def _convert_state(self, group: Dict[str, Any], old: tuple, new: tuple, state: Any,
+                       init: Callable[[], Any]) -> Any:
+        """A group's state when its structure changes from ``old`` to ``new`` (e.g. momentum
+        switched on); ``init()`` is a fresh state. Default: the fresh state."""
+        return init()
+
+    def _init_state(self, tx: Any, likes: list, placement: Any) -> Any:
+        """A group's initial state: one ``tx.init`` per parameter (a tuple)."""
+        return tuple(_place(tx.init(p), p, placement) for p in likes)
+
+    def _update_group(self, tx: Any, grads: list, state: Any, params: list) -> Tuple[list, Any]:
+        """One group's update for the parameters listed: ``(updates, new state)``."""
+        out = [tx.update(g, s, p) for g, s, p in zip(grads, state, params)]
+        return [u for u, _ in out], tuple(s for _, s in out)
+
+    def _take(self, state: Any, js: list) -> Any:
+        """The group state of the parameters at positions ``js`` of the group."""
+        return tuple(state[j] for j in js)
+
+    def _put(self, state: Any, js: Optional[list], new: Any) -> Any:
+        """``state`` with the entries at ``js`` (None: all) replaced by ``new``."""
+        if js is None:
+            return tuple(new)
+        out = list(state)
+        for j, s in zip(js, new):
+            out[j] = s
+        return tuple(out)
+
+    def _state_to_torch(self, tx: Any, state: Any, j: int) -> Dict[str, Any]:
+        """Parameter ``j``'s state in torch's names (``{}`` if it has not been stepped)."""
+        return {f"optax_{i}": v for i, v in enumerate(jax.tree_util.tree_leaves(state[j]))}
+
+    def _states_from_torch(self, tx: Any, entries: list, likes: list, state: Any, where: list) -> Any:
+        """The group's state from torch entries (one dict per parameter; ``{}``: fresh)."""
+        fresh = self._init_state(tx, likes, self._placement())
+        out = []
+        for j, (e, like) in enumerate(zip(entries, likes)):
+            if not e:
+                out.append(fresh[j])
+                continue
+            leaves, td = jax.tree_util.tree_flatten(fresh[j])
+            keys = [f"optax_{i}" for i in range(len(leaves))]
+            if sorted(e) != sorted(keys):
+                raise ValueError(f"{where[j]} has keys {sorted(e)}, expected {keys} (this optimizer's state)")
+            vals = []
+            for k, ref in zip(keys, leaves):
+                a = _as_array(e[k], f"{where[j]}['{k}']")
+                if a.shape != ref.shape:
+                    raise ValueError(f"{where[j]}['{k}'] has shape {a.shape}, expected {ref.shape}")
+                vals.append(jnp.asarray(a, ref.dtype))
+            out.append(jax.tree_util.tree_unflatten(td, vals))
+        return tuple(out)
+
+    def _state_keys(self, tx: Any) -> Optional[tuple]:
+        """The keys of a non-empty torch state entry (None: checked by the converter)."""
+        return getattr(tx, "state_keys", None) or None
+
+    # ------------------------------------------------------------------ views of the groups
+    def _host(self) -> Optional[pt.Control]:
+        return pt.resolve(self) if self.__dict__["_outer"] else None
+
+    def _placement(self) -> Any:
+        c = self._host()
+        return c.placement if c is not None else None
+
+    def _values(self, g: int) -> Dict[str, Any]:
+        """Group ``g``'s values as the update reads them: statics and float32 leaves."""
+        spec = self._spec.groups[g]
+        vals = dict(spec.statics)
+        vals.update(self._gs[g].hyper)
+        return vals
+
+    @property
+    def defaults(self) -> Dict[str, Any]:
+        c = self._host()
+        return c.defaults if c is not None else self._spec.host[0]
+
+    @property
+    def param_groups(self) -> List[ParamGroup]:
+        """torch's param groups; ``params`` holds each parameter's position in the model's leaf
+        order (or an identity token when the parameters belong to no module)."""
+        c = self._host()
+        if c is None:
+            return self._traced_views()
+        with c.lock:
+            _pull_from_newest(c)
+            return list(c.groups)
+
+    def _traced_views(self) -> List[ParamGroup]:
+        views = self.__dict__.get("_views")
+        if views is None:
+            views = []
+            metas = self._spec.host[1]
+            for g, (spec, gs) in enumerate(zip(self._spec.groups, self._gs)):
+                pg = ParamGroup()
+                dict.__setitem__(pg, "params", list(spec.params))
+                for k, v in spec.statics:
+                    dict.__setitem__(pg, k, list(v) if k == "param_names" else v)
+                for k, v in gs.hyper.items():
+                    dict.__setitem__(pg, k, v)
+                for k, v in (metas[g] if g < len(metas) else ()):
+                    dict.__setitem__(pg, k, v)
+                pg._owner, pg._index = self, g
+                views.append(pg)
+            self.__dict__["_views"] = views
+        return views
+
+    def _traced_set(self, g: int, key: str, value: Any) -> None:
+        """An edit inside jit: numeric values become this optimizer's leaves (data)."""
+        spec, gs = self._spec.groups[g], self._gs[g]
+        if key in spec.numeric:
+            _check_numeric(key, value, gs.hyper[key])
+            leaf = _leaf(_python(value) if not isinstance(value, (tuple, list)) else tuple(value), None)
+            self._set_group(g, GroupState({**gs.hyper, key: leaf}, gs.state), spec)
+            dict.__setitem__(self._traced_views()[g], key, leaf)
+            return
+        values = dict(spec.statics)
+        if key in values or key in self.defaults:
+            values[key] = value
+            statics = tuple((k, _freeze(values[k])) for k, _ in spec.statics)
+            new_spec = spec._replace(statics=statics)
+            struct = self._next_struct({**values, **{k: v for k, v in gs.hyper.items()}}, spec.struct)
+            state = gs.state
+            if struct != spec.struct:
+                state = self._converted(g, values, spec.struct, struct, gs.state, None)
+            self._set_group(g, GroupState(gs.hyper, state), new_spec._replace(struct=struct))
+        else:
+            metas = list(self._spec.host[1])
+            metas[g] = tuple((k, v) for k, v in metas[g] if k != key) + ((key, value),)
+            self.__dict__["_spec"] = self._spec.replace(host=(self._spec.host[0], tuple(metas)))
+        dict.__setitem__(self._traced_views()[g], key, value)
+
+    def _set_group(self, g: int, gs: GroupState, spec: GroupSpec) -> None:
+        d = self.__dict__
+        d["_gs"] = d["_gs"][:g] + (gs,) + d["_gs"][g + 1:]
+        groups = self._spec.groups
+        if groups[g] is not spec:
+            d["_spec"] = self._spec.replace(groups=groups[:g] + (spec,) + groups[g + 1:])
+
+    def _converted(self, g: int, values: dict, old: tuple, new: tuple, state: Any, placement: Any) -> Any:
+        likes = [jnp.zeros(s, dt) for s, dt in self._spec.groups[g].sigs]
+        tx = self._transform({**values, **self._gs[g].hyper}, new)
+        return self._convert_state(values, old, new, state, lambda: self._init_state(tx, likes, placement))
+
+    # ------------------------------------------------------------------ host-side sync
+    def _sync_with_control(self) -> None:
+        """Apply the control's host-side edits to this incarnation's leaves (if it is older)."""
+        c = pt.resolve(self)
+        if c is None:
+            return
+        with c.lock:
+            hv = pt.read_handle(self)
+            if hv is None or hv[1] == c.version:
+                return
+            for g in range(min(len(self._gs), len(c.groups))):
+                self._rebuild_group(g, c)
+            metas = tuple(tuple((k, v) for k, v in pg.items() if k not in c.defaults and k not in
+                                ("params", "param_names")) for pg in c.groups)
+            self.__dict__["_spec"] = self._spec.replace(host=(c.defaults, metas))
+            self.__dict__["_handle"] = pt.handle_array(c)
+            self.__dict__["_views"] = None
+
+    def _rebuild_group(self, g: int, c: pt.Control) -> None:
+        """Group ``g``'s leaves and spec from the control's values (structure re-derived)."""
+        pg, spec, gs = c.groups[g], self._spec.groups[g], self._gs[g]
+        numeric = c.numeric[g]
+        hyper = {k: _leaf(pg[k], c.placement) for k in numeric}
+        statics = tuple((k, _freeze(v)) for k, v in pg.items() if k != "params" and k not in numeric
+                        and k in dict(spec.statics))
+        values = {k: v for k, v in pg.items() if k != "params"}
+        struct = self._next_struct(values, spec.struct)
+        state = gs.state
+        if struct != spec.struct:
+            self._set_group(g, GroupState(hyper, state), spec)
+            state = self._converted(g, dict(statics), spec.struct, struct, state, c.placement)
+        self._set_group(g, GroupState(hyper, state), spec._replace(statics=statics, struct=struct))
+
+    def _adopt(self) -> pt.Control:
+        """A control block for an incarnation whose optimizer is gone (made inside a trace)."""
+        spec = self._spec
+        c = pt.Control(dict(spec.host[0]))
+        metas = spec.host[1]
+        for g, (gspec, gs) in enumerate(zip(spec.groups, self._gs)):
+            pg = ParamGroup()
+            dict.__setitem__(pg, "params", list(gspec.params))
+            for k, v in gspec.statics:
+                dict.__setitem__(pg, k, list(v) if k == "param_names" else v)
+            for k, v in gs.hyper.items():
+                dict.__setitem__(pg, k, _python(_leaf_value(v)))
+            for k, v in (metas[g] if g < len(metas) else ()):
+                dict.__setitem__(pg, k, v)
+            pg._owner, pg._index = c, g
+            c.groups.append(pg)
+            c.numeric.append(gspec.numeric)
+            c.tokens.append(list(gspec.params))
+        c.version = pt.read_handle(self)[1]
+        return c
+
+    def _live(self) -> "Optimizer":
+        """The newest incarnation of this optimizer outside jit, made current."""
+        c = self._host()
+        if c is None:
+            return self
+        inc = pt.newest(c) or self
+        inc._sync_with_control()
+        return inc
 
     # ------------------------------------------------------------------ groups
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
-        """Add a group of parameters with its own hyperparameters (torch's semantics and errors)."""
-        live = self._live()
-        if live is not self:
-            return live.add_param_group(param_group)
+        """Add a group of parameters with its own hyperparameters (torch's semantics and errors).
+
+        Works on any incarnation outside jit (it extends the newest one, which your loop
+        passes to the next step).
+
+        Example:
+            >>> opt.add_param_group({"params": head.parameters(), "lr": 1e-3})
+        """
+        c = self._host()
+        if c is None:
+            raise RuntimeError("add_param_group inside a jitted function is not supported: add the "
+                               "group outside jit, before the step is traced")
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {_tname(param_group)}")
-        group = dict(param_group)
+        with c.lock:
+            live = self if not c.groups else self._live()
+            live._add_group(c, dict(param_group))
+            c.version += 1
+            live.__dict__["_handle"] = pt.handle_array(c)
+        pt.note_edit()
+
+    def _add_group(self, c: pt.Control, group: Dict[str, Any]) -> None:
         params = group.get("params")
         if isinstance(params, Parameter):
             params = [params]
@@ -340,266 +499,72 @@ class Optimizer:
         for p in params:
             if id(p) in seen:
                 warnings.warn("optimizer contains a parameter group with duplicate parameters; "
-                              "the duplicates are ignored", stacklevel=3)
+                              "the duplicates are ignored", stacklevel=4)
                 continue
             seen.add(id(p))
             uniq.append(p)
-        for k, default in self.defaults.items():
+        for k, default in c.defaults.items():
             if default is required and k not in group:
                 raise ValueError(f"parameter group didn't specify a value of required optimization parameter {k}")
             group.setdefault(k, default)
-        existing = {t for ts in self._tokens for t in ts}
         tokens = [p._jp_id for p in uniq]
-        if existing.intersection(tokens):
+        if {t for ts in c.tokens for t in ts}.intersection(tokens):
             raise ValueError("some parameters appear in more than one parameter group")
-        positions, root, layout = _bind(uniq)
-        prev = self.__dict__.get("_root_ref")
-        prev_root = prev() if prev is not None else None
-        if positions is not None and self._groups and self._positional:
-            if prev_root is not None and root is not prev_root:
+        positions, root, layout = _params.bind(uniq)
+        spec = self._spec
+        positional = spec.positional
+        if positions is not None and c.groups and positional:
+            prev = c.root_ref() if c.root_ref is not None else None
+            if prev is not None and root is not prev and not _same_model(prev, root, c.tokens):
                 raise ValueError("add_param_group: these parameters belong to a different model than "
                                  "the optimizer's other parameters; opt.step(model) updates one model")
-            # re-derive every group's positions from live objects (the model may have grown)
-            objs: list = []
-            fl.flatten_module(root, collect=objs)
-            where = {o._jp_id: i for i, o in enumerate(objs)}
-            for pg, ts in zip(self._groups, self._tokens):
-                if not all(t in where for t in ts):
-                    raise ValueError("add_param_group: the optimizer's earlier parameters are no longer in "
-                                     f"the model {type(root).__name__}")
-                dict.__setitem__(pg, "params", [where[t] for t in ts])
+            # re-derive every group's positions from the live objects (the model may have grown)
+            for g, ps in enumerate(_params.positions_in(root, c.tokens)):
+                dict.__setitem__(c.groups[g], "params", ps)
+                self._set_group(g, self._gs[g], spec.groups[g]._replace(params=tuple(ps)))
+                spec = self._spec
         if positions is None:
-            if self._positional and self._groups:  # switch every group to identity tokens
-                for pg, ts in zip(self._groups, self._tokens):
-                    dict.__setitem__(pg, "params", list(ts))
-            self._positional = False
-        elif not self._groups:
-            self._positional = True
-        if self._positional:
-            self._root_ref = weakref.ref(root)
-            self._layout = layout
-        self._tokens.append(tokens)
-        self._sigs.append(tuple((tuple(p.shape), str(p.dtype)) for p in uniq))
+            if positional and c.groups:  # switch every group to identity tokens
+                for g, ts in enumerate(c.tokens):
+                    dict.__setitem__(c.groups[g], "params", list(ts))
+                    self._set_group(g, self._gs[g], spec.groups[g]._replace(params=tuple(ts)))
+                    spec = self._spec
+            positional = False
+        elif not c.groups:
+            positional = True
+        if positional:
+            c.root_ref = weakref.ref(root)
+        if c.placement is None and uniq:
+            c.placement = _placement(uniq[0]._data)
+        numeric = tuple(k for k, v in group.items() if k != "params" and k not in self._static_keys
+                        and k not in _ALWAYS_STATIC and k in c.defaults and _is_numeric(v))
         pg = ParamGroup()
-        pg._owner, pg._numeric = None, ()
-        numeric = []
-        for k, v in group.items():
-            if k == "params":
-                continue
-            if k not in self._static_keys and k not in _ALWAYS_STATIC and _is_numeric(v):
-                numeric.append(k)
-        dict.__setitem__(pg, "params", list(positions) if self._positional else tokens)
+        dict.__setitem__(pg, "params", list(positions) if positional else tokens)
         for k, v in group.items():
             if k != "params":
-                dict.__setitem__(pg, k, _as_hp(v) if k in numeric else v)
+                dict.__setitem__(pg, k, _python(v) if k in numeric else v)
         if names is not None:
             dict.__setitem__(pg, "param_names", names)
-        pg._numeric = tuple(numeric)
-        struct = self._group_struct({k: _to_python(v) for k, v in pg.items()})
-        tx = self._transform(pg, struct)
-        self._states.append([tx.init(p._data) for p in uniq])
-        self._state_leaves = None
-        self._structs.append(struct)
-        pg._owner = self
-        self._groups.append(pg)
-        self._flat = None
-
-    @property
-    def param_groups(self) -> List[ParamGroup]:
-        """torch's param groups; ``params`` holds each parameter's position in the model's
-        leaf order (or an identity token when the parameters belong to no module)."""
-        live = self._live()
-        live._build_groups()
-        return live._groups
-
-    @property
-    def state(self) -> Dict[int, Dict[str, Any]]:
-        """Per-parameter state in torch's names, keyed by the parameter's index."""
-        return self.state_dict()["state"]
-
-    def _live(self) -> "Optimizer":
-        """The newest incarnation of this optimizer outside jit (torch's 'one mutable object')."""
-        if not self.__dict__.get("_outer", True):
-            return self
-        other = self._control.newest()
-        return other if other is not None else self
-
-    # ------------------------------------------------------------------ pytree
-    # The pytree form packs, per group, every numeric hyperparameter into ONE float32
-    # vector and every scalar state leaf (step counts, flags) into ONE vector per dtype:
-    # jit's dispatch cost is per leaf, and torch's per-parameter step counts would
-    # otherwise add a leaf per parameter over what hand-written optax carries.
-    def _build(self) -> None:
-        self._build_groups()
-        self._build_states()
-
-    def _build_groups(self) -> None:
-        if self._groups is not None:
-            return
-        aux, leaves = self._aux, self._flat
-        G = len(aux.static[0])
-        groups = []
-        for g, (tokens, numeric, hp_tree, statics) in enumerate(aux.static[0]):
-            pg = ParamGroup()
-            pg._owner, pg._numeric = None, numeric
-            dict.__setitem__(pg, "params", list(tokens))
-            for k, v in statics:
-                dict.__setitem__(pg, k, list(v) if k == "param_names" else v)
-            vec = leaves[g]
-            if isinstance(vec, jax.core.Tracer):
-                flat_hp = [vec[i] for i in range(hp_tree.num_leaves)]
-            else:  # one host transfer; host-side values are NumPy float32 scalars
-                flat_hp = [np.float32(x) for x in np.asarray(vec)]
-            for k, v in zip(numeric, jax.tree_util.tree_unflatten(hp_tree, flat_hp)):
-                dict.__setitem__(pg, k, v)
-            metas = aux.defaults[1][g] if g < len(aux.defaults[1]) else ()
-            for k, v in metas:
-                dict.__setitem__(pg, k, v)
-            pg._meta = tuple(k for k, _ in metas)
-            pg._owner = self
-            groups.append(pg)
-        self._groups = groups
-        if self._state_leaves is None:
-            self._state_leaves = list(leaves[G:])
-
-    def _build_states(self) -> None:
-        if self._states is not None:
-            return
-        self._build_groups()
-        rest, pos, states = self._state_leaves, 0, []
-        for td, n, nonscalar, scal in self._aux.static[4]:
-            k_ns = len(nonscalar)
-            packed = rest[pos:pos + k_ns + len(scal)]
-            pos += k_ns + len(scal)
-            sl = [None] * n
-            for j, i in enumerate(nonscalar):
-                sl[i] = packed[j]
-            for j, (_, idxs) in enumerate(scal):
-                for i, x in zip(idxs, _unpack_scalars(packed[k_ns + j])):
-                    sl[i] = x
-            states.append(list(jax.tree_util.tree_unflatten(td, sl)))
-        self._states = states
-
-    def _flatten(self):
-        flat, aux = self._flatten_impl()
-        if trace_state_clean():
-            _entering[aux.static] = (self._control, aux.defaults)
-        return flat, aux
-
-    def _flatten_impl(self):
-        if self._flat is not None:
-            return self._flat, self._aux
-        self._build_groups()
-        if self._state_leaves is None or self._aux is None:
-            self._build_states()
-        hp_vecs, gstatic, metas = [], [], []
-        for pg in self._groups:
-            numeric = pg._numeric
-            hp_flat, hp_tree = jax.tree_util.tree_flatten(tuple(pg[k] for k in numeric))
-            if any(isinstance(v, jax.core.Tracer) for v in hp_flat):
-                hp_vecs.append(jnp.stack([jnp.asarray(v, jnp.float32) for v in hp_flat]))
-            else:
-                hp_vecs.append(jax.device_put(np.asarray(hp_flat, np.float32).reshape(-1)))
-            meta = getattr(pg, "_meta", ())
-            statics = tuple((k, _freeze(v)) for k, v in pg.items()
-                            if k != "params" and k not in numeric and k not in meta)
-            gstatic.append((tuple(pg["params"]), numeric, hp_tree, statics))
-            metas.append(tuple((k, pg[k]) for k in meta))
-        cached = self._state_leaves
-        if cached is not None and self._aux is not None:
-            layouts = list(self._aux.static[4])
-            states_iter = []
-        else:
-            cached = None
-            layouts = []
-            states_iter = self._states
-        state_leaves = []
-        for g, st in enumerate(states_iter):
-            leaves, td = jax.tree_util.tree_flatten(tuple(st))
-            nonscalar = tuple(i for i, v in enumerate(leaves) if getattr(v, "ndim", 1) != 0)
-            by_dt: dict = {}
-            for i, v in enumerate(leaves):
-                if getattr(v, "ndim", 1) == 0:
-                    by_dt.setdefault(str(jnp.result_type(v)), []).append(i)
-            scal = tuple((dt, tuple(idxs)) for dt, idxs in sorted(by_dt.items()))
-            layouts.append((td, len(leaves), nonscalar, scal))
-            if cached is None:
-                state_leaves += [leaves[i] for i in nonscalar]
-                state_leaves += [_pack_scalars([leaves[i] for i in idxs]) for _, idxs in scal]
-        if cached is not None:
-            state_leaves = cached
-        self._state_leaves = state_leaves
-        static_defaults = tuple((k, _freeze(v)) for k, v in self.defaults.items() if not _is_numeric(v))
-        static = (tuple(gstatic), tuple(self._structs), static_defaults, self._tx, tuple(layouts),
-                  self._positional, tuple(self._sigs), self._layout)
-        self._aux = _OptAux(type(self), static, tuple(tuple(t) for t in self._tokens), self._control,
-                            (dict(self.defaults), tuple(metas)))
-        self._flat = hp_vecs + list(state_leaves)
-        return self._flat, self._aux
-
-    @classmethod
-    def _unflatten(cls, aux: _OptAux, leaves) -> "Optimizer":
-        # lazy, like Module: only what the next flatten needs; the rest is derived from
-        # ``_aux`` on first access (``__getattr__``), so a step's output costs ~1 µs
-        obj = object.__new__(aux.cls)
-        d = obj.__dict__
-        d["_flat"], d["_aux"], d["_groups"], d["_states"], d["_state_leaves"] = leaves, aux, None, None, None
-        control = aux.control
-        d["_outer"] = outer = trace_state_clean()
-        if outer:
-            entered = _entering.get(aux.static)
-            if entered is not None and (entered[0] is not aux.control or entered[1] is not aux.defaults):
-                control, extra = entered
-                d["_aux"] = aux = _OptAux(aux.cls, aux.static, aux.tokens, control, extra)
-            control.push(obj)
-        d["_control"] = control
-        return obj
-
-    _DERIVED = {
-        "_structs": lambda a: list(a.static[1]),
-        "_positional": lambda a: a.static[5],
-        "_sigs": lambda a: list(a.static[6]),
-        "_layout": lambda a: a.static[7],
-        "_tokens": lambda a: [list(t) for t in a.tokens],
-        "defaults": lambda a: dict(a.defaults[0]),
-        "_tx": lambda a: a.static[3],
-    }
-
-    def __getattr__(self, name: str) -> Any:
-        make = Optimizer._DERIVED.get(name)
-        aux = self.__dict__.get("_aux")
-        if make is None or aux is None:
-            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
-        value = self.__dict__[name] = make(aux)
-        return value
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        jax.tree_util.register_pytree_node(cls, lambda o: o._flatten(), cls._unflatten)
-
-    def _replace(self, states: List[list]) -> "Optimizer":
-        self._build()
-        new = object.__new__(type(self))
-        d = new.__dict__
-        d["_tx"], d["defaults"], d["_structs"] = self._tx, self.defaults, list(self._structs)
-        d["_positional"], d["_sigs"], d["_tokens"] = self._positional, list(self._sigs), list(self._tokens)
-        d["_layout"] = self._layout
-        d["_control"], d["_flat"], d["_aux"] = self._control, None, None
-        d["_outer"] = outer = trace_state_clean()
-        groups = []
-        for pg in self._groups:
-            ng = ParamGroup()
-            ng._owner, ng._numeric = None, pg._numeric
-            ng._meta = getattr(pg, "_meta", ())
-            for k, v in pg.items():
-                dict.__setitem__(ng, k, list(v) if k == "params" else v)
-            ng._owner = new
-            groups.append(ng)
-        d["_groups"], d["_states"] = groups, states
-        d["_state_leaves"] = None
-        if outer:
-            self._control.push(new)
-        return new
+        values = {k: v for k, v in pg.items() if k != "params"}
+        struct = self._group_struct(values)
+        statics = tuple((k, _freeze(v)) for k, v in values.items() if k not in numeric and k in c.defaults
+                        or k == "param_names")
+        hyper = {k: _leaf(pg[k], c.placement) for k in numeric}
+        tx = self._transform({**dict(statics), **hyper}, struct)
+        state = self._init_state(tx, [p._data for p in uniq], c.placement)
+        gspec = GroupSpec(tuple(pg["params"]), numeric, statics, struct,
+                          tuple((tuple(p.shape), str(p.dtype)) for p in uniq))
+        meta = tuple((k, v) for k, v in values.items() if k not in c.defaults and k != "param_names")
+        pg._owner, pg._index = c, len(c.groups)
+        c.groups.append(pg)
+        c.numeric.append(numeric)
+        c.tokens.append(tokens)
+        d = self.__dict__
+        d["_gs"] = d["_gs"] + (GroupState(hyper, state),)
+        d["_spec"] = spec.replace(groups=spec.groups + (gspec,), positional=positional,
+                                  layout=layout if positional else None,
+                                  host=(c.defaults, spec.host[1] + (meta,)))
+        d["_views"] = None
 
     # ------------------------------------------------------------------ the step
     def step(self, model: Module, closure: Optional[Callable] = None) -> Tuple[Module, "Optimizer"]:
@@ -607,27 +572,34 @@ class Optimizer:
 
         Parameters of this optimizer that have a ``grad`` and ``requires_grad`` are updated
         (ties once); their grads are cleared in the returned model. Others are untouched.
+
+        Example:
+            >>> _, model = jparam.backward(loss_fn, model, x, y)
+            >>> model, opt = opt.step(model)
         """
         if closure is not None:
             raise TypeError("jparam optimizers take no closure: compute the loss with jparam.backward first")
         if not isinstance(model, Module):
             raise TypeError("opt.step(model): expected the jparam.nn.Module whose parameters carry "
                             f".grad, got {_tname(model)}")
-        self._build()
+        d = self.__dict__
+        if d["_outer"]:
+            pt.ensure_current(self)
+        spec = self._spec
         leaves, aux = fl.flatten_module(model)
         bp, tokens = aux.bp, aux.tokens
         pdata, grads, others = fl.split_leaves(bp, leaves)
         per = fl.grads_by_param(bp, grads)
-        if self._positional:
-            self._check_positions(bp, pdata)
+        if spec.positional:
+            _params.check_model(bp, pdata, spec.layout, [(s.params, s.sigs) for s in spec.groups])
             where = None
         else:
             where = {t: i for i, t in enumerate(tokens)}
-        states = [list(s) for s in self._states]
+        new_gs = list(self._gs)
         found = 0
-        for g, pg in enumerate(self._groups):
+        for g, gspec in enumerate(spec.groups):
             todo, seen = [], set()  # (position in the group, in the model) of each parameter to update
-            for j, ref in enumerate(pg["params"] if self._positional else self._tokens[g]):
+            for j, ref in enumerate(gspec.params):
                 i = ref if where is None else where.get(ref)
                 if i is None:
                     continue
@@ -637,66 +609,53 @@ class Optimizer:
                     seen.add(i)
             if not todo:
                 continue
-            tx = self._transform(pg, self._structs[g])
-            us, new = self._update_group(tx, [per[i] for _, i in todo], [states[g][j] for j, _ in todo],
-                                         [pdata[i] for _, i in todo])
-            for (j, i), u, st in zip(todo, us, new):
-                states[g][j] = st
+            gs = self._gs[g]
+            tx = self._transform(self._values(g), gspec.struct)
+            js = [j for j, _ in todo]
+            everyone = js == list(range(len(gspec.params)))
+            sub = gs.state if everyone else self._take(gs.state, js)
+            us, new_sub = self._update_group(tx, [per[i] for _, i in todo], sub, [pdata[i] for _, i in todo])
+            new_gs[g] = GroupState(gs.hyper, self._put(gs.state, None if everyone else js, new_sub))
+            for (j, i), u in zip(todo, us):
                 new_p = pdata[i] + u
                 pdata[i] = new_p if new_p.dtype == pdata[i].dtype else new_p.astype(pdata[i].dtype)
                 per[i] = None
         if found == 0:
             raise ValueError("opt.step(model): none of this optimizer's parameters are in the model; "
                              "build the optimizer from this model's parameters (model.parameters())")
-        return fl.assemble(bp, tokens, pdata, per, others), self._replace(states)
+        return fl.assemble(bp, tokens, pdata, per, others), self._successor(tuple(new_gs))
 
-    def _update_group(self, tx: optax.GradientTransformation, grads: list, states: list,
-                      params: list) -> Tuple[list, list]:
-        """One param group's update: ``(updates, new_states)``, lists aligned with ``params``.
-
-        Calls ``tx.update`` once per parameter, which keeps every optax transformation's
-        state per parameter, as torch's is; subclasses may batch the group.
-        """
-        out = [tx.update(g, s, p) for g, s, p in zip(grads, states, params)]
-        return [u for u, _ in out], [s for _, s in out]
-
-    def _check_positions(self, bp, pdata) -> None:
-        layout = self._layout
-        if layout is not None:
-            got = _layout(pdata)
-            if got != layout:
-                names = bp.leaf_names()
-                k = next((i for i, (a, b) in enumerate(zip(got, layout)) if a != b), min(len(got), len(layout)))
-                where = (f"parameter #{k} ('{names[k]}') is {got[k]}, was {layout[k]}" if k < min(len(got), len(layout))
-                         else f"it has {len(got)} parameters, had {len(layout)}")
-                raise ValueError(
-                    "opt.step(model): the model's parameters differ from those of the model this optimizer "
-                    f"was built from ({where}). Build the optimizer after the model is complete "
-                    "(model.parameters()), and pass that same model, not a wrapper or a part of it.")
-        names = None
-        for g, pg in enumerate(self._groups):
-            for i, (shape, dtype) in zip(pg["params"], self._sigs[g]):
-                ok = i < len(pdata) and tuple(pdata[i].shape) == shape and str(pdata[i].dtype) == dtype
-                if not ok:
-                    names = names or bp.leaf_names()
-                    got = (f"'{names[i]}' with shape {tuple(pdata[i].shape)} and dtype {pdata[i].dtype}"
-                           if i < len(pdata) else f"only {len(pdata)} parameters")
-                    raise ValueError(
-                        f"opt.step(model): this optimizer was built for a model whose parameter #{i} has "
-                        f"shape {shape} and dtype {dtype}, but the model passed has {got}. Pass the same "
-                        "model the optimizer was built from (model.parameters()), not a wrapper or a part of it.")
+    def _successor(self, gs: tuple) -> "Optimizer":
+        """A new incarnation with the group states ``gs`` (same spec and handle)."""
+        new = object.__new__(type(self))
+        d, src = new.__dict__, self.__dict__
+        outer = trace_state_clean()
+        d["_gs"], d["_handle"], d["_spec"], d["_views"] = gs, src["_handle"], src["_spec"], None
+        d["_outer"], d["_seq"] = outer, pt.next_seq()
+        d["_control"] = src["_control"] if outer else None
+        if outer:
+            d["_edits"] = src.get("_edits", -1)
+            if d["_control"] is not None:
+                d["_control"].add(new)
+            else:
+                pt.track(new)
+        return new
 
     def zero_grad(self, model: Module, set_to_none: bool = True) -> Module:
-        """The model with the grads of this optimizer's parameters cleared (pure)."""
-        self._build_groups()
+        """The model with the grads of this optimizer's parameters cleared (pure).
+
+        Example:
+            >>> model = opt.zero_grad(model)
+        """
+        spec = self._spec
         leaves, aux = fl.flatten_module(model)
         bp = aux.bp
         pdata, grads, others = fl.split_leaves(bp, leaves)
         per = fl.grads_by_param(bp, grads)
-        if self._positional:
-            mine = {i for pg in self._groups for i in pg["params"]}
+        if spec.positional:
+            mine = {i for s in spec.groups for i in s.params}
         else:
-            toks = {t for ts in self._tokens for t in ts}
+            toks = {t for s in spec.groups for t in s.params}
             mine = {i for i, t in enumerate(aux.tokens) if t in toks}
         for i in mine:
             if i < len(per) and per[i] is not None:
@@ -704,60 +663,167 @@ class Optimizer:
         return fl.assemble(bp, aux.tokens, pdata, per, others)
 
     # ------------------------------------------------------------------ checkpoints
+    @property
+    def state(self) -> Dict[int, Dict[str, Any]]:
+        """Per-parameter state in torch's names, keyed by the parameter's index."""
+        return self.state_dict()["state"]
+
     def state_dict(self) -> Dict[str, Any]:
-        """torch's layout: ``{"state": {index: {...}}, "param_groups": [{..., "params": [index]}]}``."""
+        """torch's layout: ``{"state": {index: {...}}, "param_groups": [{..., "params": [index]}]}``.
+
+        Example:
+            >>> sd = opt.state_dict(); sorted(sd)
+            ['param_groups', 'state']
+        """
+        c = self._host()
         live = self._live()
-        live._build()
+        groups_src = self.param_groups
         state, groups, idx = {}, [], 0
-        for g, pg in enumerate(live._groups):
-            n = len(pg["params"])
-            for j, s in enumerate(live._states[g]):
-                entry = live._state_to_torch(pg, live._structs[g], s)
+        for g, pg in enumerate(groups_src):
+            spec, gs = live._spec.groups[g], live._gs[g]
+            tx = live._transform(live._values(g), spec.struct)
+            n = len(spec.params)
+            for j in range(n):
+                entry = live._state_to_torch(tx, gs.state, j)
                 if entry:
                     state[idx + j] = entry
-            hp = {k: _to_python(v) for k, v in pg.items() if k != "params"}
+            hp = {k: (_python(v) if c is None and k in spec.numeric else v) for k, v in pg.items()
+                  if k != "params"}
             hp["params"] = list(range(idx, idx + n))
             groups.append(hp)
             idx += n
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Load a ``state_dict()`` (ours or a torch optimizer's, arrays as torch/NumPy/jax)."""
-        live = self._live()
-        if live is not self:
-            return live.load_state_dict(state_dict)
-        self._build()
-        if not isinstance(state_dict, dict) or "param_groups" not in state_dict:
-            raise TypeError("optimizer state_dict must be a dict with 'state' and 'param_groups'")
-        saved = state_dict["param_groups"]
-        if len(saved) != len(self._groups):
-            raise ValueError("loaded state dict has a different number of parameter groups")
-        for sg, pg in zip(saved, self._groups):
-            if len(sg["params"]) != len(pg["params"]):
-                raise ValueError("loaded state dict contains a parameter group that doesn't match "
-                                 "the size of optimizer's group")
-        from jparam._convert import to_jax_array
+    def _check_state_dict(self, state_dict: Dict[str, Any]) -> list:
+        """Validate ``state_dict`` against this optimizer and convert it, changing nothing.
 
+        Returns, per group, ``(values, struct, group state)``; raises a ``TypeError`` /
+        ``ValueError`` naming the group, parameter index and key at fault otherwise.
+        ``load_state_dict`` calls it first, so a refused state dict leaves the optimizer as
+        it was; ``load_checkpoint`` may call it to validate before loading anything.
+        """
+        c = self._host()
+        if c is None:
+            raise RuntimeError("load_state_dict inside a jitted function is not supported")
+        live = self._live()
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict:
+            raise TypeError("optimizer state_dict must be a dict with 'state' and 'param_groups', got "
+                            f"{_tname(state_dict) if not isinstance(state_dict, dict) else sorted(state_dict)}")
+        saved = state_dict["param_groups"]
         saved_state = state_dict.get("state", {})
-        new_states = []
-        for g, (sg, pg) in enumerate(zip(saved, self._groups)):
+        if not isinstance(saved, (list, tuple)) or not all(isinstance(s, dict) for s in saved):
+            raise TypeError("state_dict['param_groups'] must be a list of dicts")
+        if not isinstance(saved_state, dict):
+            raise TypeError(f"state_dict['state'] must be a dict, got {_tname(saved_state)}")
+        if len(saved) != len(c.groups):
+            raise ValueError(f"loaded state dict has a different number of parameter groups "
+                             f"({len(saved)}) than the optimizer ({len(c.groups)})")
+        for g, (sg, pg) in enumerate(zip(saved, c.groups)):
+            if "params" not in sg or len(sg["params"]) != len(pg["params"]):
+                raise ValueError(f"loaded state dict contains a parameter group that doesn't match the size "
+                                 f"of optimizer's group: param_groups[{g}] has "
+                                 f"{len(sg.get('params', ()))} parameters, expected {len(pg['params'])}")
+        known = set()
+        out = []
+        for g, (sg, pg) in enumerate(zip(saved, c.groups)):
+            spec = live._spec.groups[g]
+            values = {k: v for k, v in pg.items() if k != "params"}
+            for k in c.numeric[g]:
+                if k not in sg:
+                    raise ValueError(f"param_groups[{g}] has no '{k}': it was not saved by a "
+                                     f"{type(self).__name__} (keys: {sorted(sg)})")
             for k, v in sg.items():
                 if k in ("params", "param_names"):
                     continue
-                if k in pg._numeric:
-                    dict.__setitem__(pg, k, _as_hp(_to_python(v) if not isinstance(v, tuple) else v))
-                elif k in pg:
-                    dict.__setitem__(pg, k, v)
-            row = []
+                if k in c.numeric[g]:
+                    if not _is_numeric(v) or isinstance(v, (tuple, list)) != isinstance(values[k], tuple) or (
+                            isinstance(v, (tuple, list)) and len(v) != len(values[k])):
+                        raise ValueError(f"param_groups[{g}]['{k}'] is {v!r}, expected "
+                                         f"{'a tuple of %d numbers' % len(values[k]) if isinstance(values[k], tuple) else 'a number'}")
+                    values[k] = _python(v)
+                else:
+                    values[k] = v
+            struct = self._next_struct(values, spec.struct)
+            hyper = {k: _leaf(values[k], c.placement) for k in c.numeric[g]}
+            statics = tuple((k, _freeze(values[k])) for k, _ in spec.statics)
+            tx = self._transform({**dict(statics), **hyper}, struct)
+            expected = self._state_keys(tx)
+            entries, where = [], []
             for j, sid in enumerate(sg["params"]):
-                entry = saved_state.get(sid, saved_state.get(str(sid), {}))
-                entry = {k: (to_jax_array(v, f"state[{sid}]['{k}']") if v is not None and not
-                             isinstance(v, (int, float)) else v) for k, v in entry.items()}
-                row.append(self._state_from_torch(pg, self._structs[g], entry, self._states[g][j]))
-            new_states.append(row)
-        self._states = new_states
-        self._state_leaves = None
-        self._flat = None
+                key = sid if sid in saved_state else str(sid) if str(sid) in saved_state else None
+                known.add(key)
+                entry = saved_state.get(key, {}) if key is not None else {}
+                if not isinstance(entry, dict):
+                    raise TypeError(f"state[{sid}] must be a dict, got {_tname(entry)}")
+                w = f"state[{sid}] (param_groups[{g}] parameter {j})"
+                if entry and expected is not None:
+                    got = set(entry)
+                    if got != set(expected) and not (set(expected) == {"momentum_buffer"} and got == {"momentum_buffer"}):
+                        extra, missing = sorted(got - set(expected)), [k for k in expected if k not in got]
+                        raise ValueError(
+                            f"{w} has keys {sorted(got)}, but a {type(self).__name__} with these options keeps "
+                            f"{list(expected)} per parameter"
+                            + (f" (unexpected: {extra}" if extra else " (") + (f"; missing: {missing})" if missing else ")")
+                            + ": it was saved by another optimizer or with other options")
+                entries.append({k: (None if v is None else _as_array(v, f"{w}['{k}']")) for k, v in entry.items()})
+                where.append(w)
+            likes = [jnp.zeros(s, dt) for s, dt in spec.sigs]
+            try:
+                state = self._states_from_torch(tx, entries, likes, live._gs[g].state, where)
+            except (KeyError, ValueError, TypeError) as e:
+                msg = e.args[0] if e.args else str(e)
+                raise ValueError(f"param_groups[{g}]: {msg}") from None
+            out.append((values, struct, statics, hyper, state))
+        return out
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Load a ``state_dict()`` (ours or a torch optimizer's; arrays as torch/NumPy/jax).
+
+        Everything is validated first (group count and sizes, each parameter's state keys for
+        this optimizer and its options, shapes, dtypes); a refused state dict changes nothing.
+
+        Example:
+            >>> opt.load_state_dict(torch_opt.state_dict())
+        """
+        prepared = self._check_state_dict(state_dict)
+        c = self._host()
+        with c.lock:
+            live = self._live()
+            for g, (values, struct, statics, hyper, state) in enumerate(prepared):
+                pg = c.groups[g]
+                for k, v in values.items():
+                    dict.__setitem__(pg, k, v)
+                live._set_group(g, GroupState(hyper, state),
+                                live._spec.groups[g]._replace(statics=statics, struct=struct))
+            c.version += 1
+            live.__dict__["_handle"] = pt.handle_array(c)
+            live.__dict__["_views"] = None
+        pt.note_edit()
+
+    def __deepcopy__(self, memo: dict) -> "Optimizer":
+        """An independent optimizer with copies of this one's current values and state."""
+        live = self._live()
+        c = self._host()
+        new = object.__new__(type(self))
+        d = new.__dict__
+        nc = pt.Control(copy.deepcopy(c.defaults, memo) if c is not None else dict(live._spec.host[0]))
+        if c is not None:
+            with c.lock:
+                _pull_from_newest(c)
+                for g, pg in enumerate(c.groups):
+                    q = ParamGroup()
+                    for k, v in pg.items():
+                        dict.__setitem__(q, k, copy.deepcopy(v, memo))
+                    q._owner, q._index = nc, g
+                    nc.groups.append(q)
+                nc.numeric, nc.tokens = list(c.numeric), [list(t) for t in c.tokens]
+                nc.placement, nc.root_ref, nc.version = c.placement, c.root_ref, c.version
+        d["_gs"] = jax.tree_util.tree_map(lambda x: x.copy() if hasattr(x, "copy") else x, live._gs)
+        d["_spec"], d["_control"], d["_views"], d["_outer"] = live._spec, nc, None, True
+        d["_seq"] = pt.next_seq()
+        d["_handle"] = pt.handle_array(nc)
+        nc.add(new)
+        return new
 
     def __repr__(self) -> str:
         s = type(self).__name__ + " ("
@@ -765,59 +831,47 @@ class Optimizer:
             s += f"\nParameter Group {i}"
             for k in sorted(pg):
                 if k not in ("params", "param_names"):
-                    s += f"\n    {k}: {_to_python(pg[k])}"
+                    s += f"\n    {k}: {pg[k]}"
         return s + "\n)"
 
 
-jax.tree_util.register_pytree_node(Optimizer, lambda o: o._flatten(), Optimizer._unflatten)
+pt.register(Optimizer)
 
 
-# id(first entry) -> (weakref to a vector, weakrefs to the scalars _unpack_scalars made of it)
-_UNPACKED: Dict[int, tuple] = {}
+def _same_model(prev: Any, root: Any, token_groups: list) -> bool:
+    """Whether ``root`` is a rebuilt copy (after jit) of the model ``prev``: it holds every
+    earlier parameter's identity token."""
+    objs: list = []
+    fl.flatten_module(root, collect=objs)
+    have = {o._jp_id for o in objs}
+    return all(t in have for ts in token_groups for t in ts)
 
 
-def _pack_scalars(vals: list) -> Any:
-    """One vector of scalar state leaves.
-
-    * the scalars :func:`_unpack_scalars` made of one vector, all and in order: that vector
-      (a step's scalar state goes vector -> per-parameter scalars -> vector without a stack);
-    * one shared value (a flag a transform computes once per group): a single broadcast;
-    * concrete values: stacked on the host (an eager ``jnp.stack`` of n scalars compiles an
-      n-operand XLA program, ~70 ms for a 64-layer model's first step);
-    * else ``jnp.stack``.
-    """
-    first = vals[0]
-    hit = _UNPACKED.get(id(first))
-    if hit is not None and len(hit[1]) == len(vals) and all(r() is v for r, v in zip(hit[1], vals)):
-        vec = hit[0]()
-        if vec is not None:
-            return vec
-    if all(v is first for v in vals):
-        return jnp.broadcast_to(first, (len(vals),))
-    if not any(isinstance(v, jax.core.Tracer) for v in vals):
-        return jax.device_put(np.stack([np.asarray(v) for v in vals]))
-    return jnp.stack(vals)
-
-
-def _unpack_scalars(vec: Any) -> list:
-    """The entries of a packed vector as scalars (one split, not an index per entry).
-    Remembered weakly, so :func:`_pack_scalars` of the same scalars returns ``vec`` itself."""
-    out = _entries(vec)
-    if len(out) > 1 and isinstance(vec, jax.Array):
-        if len(_UNPACKED) >= 1024:
-            _UNPACKED.clear()
-        _UNPACKED[id(out[0])] = (weakref.ref(vec), [weakref.ref(x) for x in out])
-    return out
-
-
-def _freeze(v: Any) -> Any:
-    if isinstance(v, dict):
-        return tuple((k, _freeze(x)) for k, x in v.items())
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
+def _as_array(v: Any, where: str) -> Any:
+    """A state value as a NumPy/jax array (torch tensors converted), numeric dtypes only."""
+    if hasattr(v, "detach"):  # a torch tensor
+        v = v.detach().cpu().numpy()
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = np.asarray(v, np.float32)
+    if not isinstance(v, (jax.Array, np.ndarray, np.generic)):
+        raise TypeError(f"{where} is a {_tname(v)}, expected an array")
+    if not (jnp.issubdtype(v.dtype, jnp.floating) or jnp.issubdtype(v.dtype, jnp.integer)
+            or v.dtype == np.bool_):
+        raise TypeError(f"{where} has dtype {v.dtype}, expected a real (float) array")
     return v
 
 
-def _tname(v: Any) -> str:
-    t = type(v)
-    return "jax.Array" if isinstance(v, jax.Array) else f"{t.__module__}.{t.__qualname__}"
+def _place(state: Any, like: Any, placement: Any) -> Any:
+    """Put a fresh state where its parameter lives: arrays of the parameter's shape with the
+    parameter's sharding (``zeros_like`` keeps it), every other array (counts, flags)
+    replicated on the parameter's devices."""
+    shape = getattr(like, "shape", None)
+
+    def put(x: Any) -> Any:
+        if not isinstance(x, (jax.Array, np.ndarray)) or isinstance(x, jax.core.Tracer):
+            return x
+        if tuple(x.shape) == tuple(shape) and isinstance(like, jax.Array):
+            return x
+        return jax.device_put(x, placement)
+
+    return jax.tree_util.tree_map(put, state)

@@ -1,12 +1,95 @@
-"""SGD with torch's momentum, dampening, Nesterov, weight decay and maximize."""
+"""SGD: torch's update rule as an optax transform (:func:`sgd`) and torch's class (:class:`SGD`).
+
+Momentum, dampening, Nesterov, weight decay and maximize, step for step equal to torch.
+
+Example:
+    >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> model, opt = opt.step(model)
+"""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, NamedTuple
 
-from jparam.optim import _transforms as T
+import jax.numpy as jnp
+import numpy as np
+
+from jparam.optim._transform import (
+    TorchTransform, _f32, _keep, _none_like, _per_leaf, _tmap, _tree_from, _unzip)
 from jparam.optim._txoptimizer import TxOptimizer
 
-__all__ = ["SGD"]
+__all__ = ["SGD", "SGDState", "sgd"]
+
+
+# ---------------------------------------------------------------------------- SGD
+class SGDState(NamedTuple):
+    momentum_buffer: Any  # zeros until the first step (None when there is no buffer)
+    started: Any  # bool scalar: torch's first step sets the buffer to g (b = g)
+
+
+def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay: Any = 0.0, *,
+        has_momentum: bool = False, nesterov: bool = False, maximize: bool = False,
+        has_dampening: bool = True, has_weight_decay: bool = True,
+        momentum_active: bool = True) -> TorchTransform:
+    r"""torch.optim.SGD.
+
+    ``g = -grad if maximize``; ``g += wd p``; first step ``b = g``, later
+    ``b = mu b + (1 - dampening) g``; ``g = g + mu b`` (nesterov) else ``b``; ``p -= lr g``.
+    Static structure (decided from Python values, so the compiled update carries no
+    per-element selects for them): ``has_momentum`` is torch's ``momentum != 0`` at
+    construction (a buffer exists); ``momentum_active`` whether momentum is non-zero now
+    (torch keeps but ignores the buffer at 0); ``has_dampening`` / ``has_weight_decay``
+    whether those terms are present. Without dampening the buffer starts at zero, so
+    ``mu * 0 + g = g`` is torch's first step without a select.
+
+    Example:
+        >>> tx = sgd(0.1, 0.9, has_momentum=True, nesterov=True)
+    """
+
+    def init(params):
+        if not has_momentum:
+            return SGDState(None, jnp.zeros((), bool))
+        return SGDState(_tmap(jnp.zeros_like, params), jnp.zeros((), bool))
+
+    # group-level scalars, computed once per transform (the optimizer builds one per group
+    # per step and calls ``update`` once per parameter)
+    neg_lr, mu, wd = -_f32(lr), _f32(momentum), _f32(weight_decay)
+    one_minus_damp = 1 - _f32(dampening) if has_dampening else None
+    use_buffer = has_momentum and momentum_active
+    started_now = jnp.ones((), bool) if use_buffer else None
+
+    def update(grads, state, params):
+        def one(g, p, b, started):
+            g = -g if maximize else g
+            if has_weight_decay:
+                g = g + wd * p
+            if use_buffer:
+                if has_dampening:
+                    new = jnp.where(started, b * mu + one_minus_damp * g, g)
+                else:
+                    new = b * mu + g
+                b = new.astype(b.dtype)
+                g = g + mu * b if nesterov else b
+            return neg_lr * g, b
+
+        buf = state.momentum_buffer if has_momentum else _none_like(params)
+        each = _per_leaf(state.started, grads) if use_buffer and has_dampening else _none_like(params)
+        u, b = _unzip(_tmap(one, grads, params, buf, each), 2)
+        # one flag for the whole group (the optimizer shares a 0-d scalar field among the
+        # group's parameters instead of splitting a vector of equal entries)
+        started = started_now if use_buffer else state.started
+        return u, _keep(SGDState(b if has_momentum else None, started), state)
+
+    def to_torch_state(state):
+        if not has_momentum or not bool(np.asarray(state.started)):
+            return {}
+        return {"momentum_buffer": state.momentum_buffer}
+
+    def from_torch_state(d, params):
+        if not has_momentum or not d or d.get("momentum_buffer") is None:
+            return init(params)
+        return SGDState(_tree_from(d, "momentum_buffer", params), jnp.ones((), bool))
+
+    return TorchTransform(init, update, to_torch_state, from_torch_state, ("momentum_buffer",))
 
 
 class SGD(TxOptimizer):
@@ -45,12 +128,12 @@ class SGD(TxOptimizer):
         new = self._group_struct(group)
         return tuple(a or b for a, b in zip(old[:3], new[:3])) + new[3:]
 
-    def _convert_state(self, group, old, new, state, like):
+    def _convert_state(self, group, old, new, state, init):
         if new[0] and not old[0]:
-            return self._transform(group, new).init(like)  # momentum switched on: a new buffer
+            return init()  # momentum switched on: a new buffer
         return state  # the buffer and its `started` flag carry over unchanged
 
-    def _make(self, group, struct) -> T.TorchTransform:
-        return T.sgd(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
+    def _make(self, group, struct) -> TorchTransform:
+        return sgd(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
                      has_momentum=struct[0], nesterov=group["nesterov"], maximize=group["maximize"],
                      has_dampening=struct[1], has_weight_decay=struct[2], momentum_active=struct[3])
