@@ -1,7 +1,7 @@
 """jparam benchmarks: ``python benchmarks/run.py [--quick] [--cases ...] [--frameworks ...]``.
 
 1. Per-step time of the jitted train step, every framework interleaved in one process
-   (rotating order, ``--rounds`` rounds, each round times enough steps for ~``--round-s``);
+   (in a shuffled order each round, ``--rounds`` rounds, each round times enough steps for ~``--round-s``);
    reported as the median over rounds of the per-round ratio to pure JAX.
 2. XLA's compiled memory analysis of each jitted step (argument / output / alias / temp bytes):
    ``alias`` = bytes updated in place thanks to donation.

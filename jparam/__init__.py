@@ -8,6 +8,8 @@ Example:
     >>> opt = optim.SGD(model.parameters(), lr=0.1)
     >>> loss, model = jparam.backward(lambda m, x: jnp.mean(m(x) ** 2), model, jnp.ones((4, 3)))
     >>> model, opt = opt.step(model)
+    >>> model.weight.grad is None     # step consumed the gradient it used
+    True
 """
 from jparam._autodiff import backward, call, grad, value_and_grad
 from jparam._module import Module

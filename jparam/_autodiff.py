@@ -69,9 +69,10 @@ def backward(fn: Callable[..., Any], model: Module, *args: Any, has_aux: bool = 
     ``(loss, aux)`` and the result is ``((loss, aux), model)``.
 
     Example:
+        >>> model = nn.Linear(4, 2)
         >>> loss, model = jparam.backward(lambda m, x, y: jnp.mean((m(x) - y) ** 2), model, x, y)
-        >>> model.fc.weight.grad.shape
-        (8, 8)
+        >>> model.weight.grad.shape
+        (2, 4)
     """
     _check_model(model, "jparam.backward")
     leaves, aux, train = _split(model)
@@ -165,8 +166,8 @@ def value_and_grad(fn: Callable[..., Any], has_aux: bool = False) -> Callable[..
 
     Example:
         >>> loss, g = jparam.value_and_grad(loss_fn)(model, x, y)
-        >>> g.fc.weight.data.shape
-        (8, 8)
+        >>> g.weight.data.shape, g.bias.data.shape
+        ((2, 4), (2,))
     """
 
     def wrapped(model: Module, *args: Any, **kwargs: Any):
@@ -210,7 +211,10 @@ def call(model: Module, *args: Any, **kwargs: Any):
     Use it for stateful inference or evaluation inside ``jax.jit``.
 
     Example:
-        >>> out, model = jparam.call(model, x)
+        >>> bn = nn.BatchNorm1d(4)
+        >>> out, bn = jparam.call(bn, x)     # training mode: the running stats move
+        >>> int(bn.num_batches_tracked)
+        1
     """
     _check_model(model, "jparam.call")
     leaves, aux = fl.flatten_module(model)

@@ -183,12 +183,18 @@ def load(path: str | os.PathLike, *, as_numpy: bool = False) -> Any:
     type is recognised from its first bytes, not from its extension.
 
     Example:
-        >>> import os, tempfile
-        >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
-        >>> model = jparam.nn.Linear(3, 2)
-        >>> jparam.save(model, path)
-        >>> jparam.nn.Linear(3, 2).load_state_dict(jparam.load(path))   # or a .bin/.pt file
+        >>> jparam.save(model, "model.safetensors")
+        >>> sd = jparam.load("model.safetensors")      # or "pytorch_model.bin"
+        >>> list(sd)
+        ['weight', 'bias']
+        >>> model.load_state_dict(sd)
         <All keys matched successfully>
+        >>> jparam.save({"model": model, "optimizer": opt, "step": 10}, "ckpt.safetensors")
+        >>> ckpt = jparam.load("ckpt.safetensors")     # a training checkpoint
+        >>> model.load_state_dict(ckpt["model"]); opt.load_state_dict(ckpt["optimizer"])
+        <All keys matched successfully>
+        >>> ckpt["step"]
+        10
     """
     path = os.fspath(path)
     kind = _sniff(path)
@@ -322,15 +328,12 @@ def save(obj: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None =
     renamed over ``path``: a crash or an error mid-write leaves any previous file intact.
 
     Example:
-        >>> import os, tempfile
-        >>> folder = tempfile.mkdtemp()
-        >>> model = jparam.nn.Linear(3, 2)
-        >>> opt = jparam.optim.SGD(model.parameters(), lr=0.1)
-        >>> jparam.save(model.state_dict(), os.path.join(folder, "model.safetensors"))
-        >>> jparam.save({"model": model, "optimizer": opt, "step": 10},
-        ...             os.path.join(folder, "ckpt.safetensors"))
-        >>> jparam.load(os.path.join(folder, "ckpt.safetensors"))["step"]
-        10
+        >>> jparam.save(model.state_dict(), "model.safetensors")
+        >>> jparam.save({"model": model, "optimizer": opt, "step": 10}, "ckpt.safetensors")
+        >>> sorted(jparam.load("model.safetensors"))
+        ['bias', 'weight']
+        >>> sorted(jparam.load("ckpt.safetensors"))
+        ['model', 'optimizer', 'step']
     """
     path = os.fspath(path)
     user_meta = _check_metadata(metadata)
@@ -465,13 +468,10 @@ def save_checkpoint(path: str | os.PathLike, metadata: Mapping[str, str] | None 
     with the same random numbers as an uninterrupted run.
 
     Example:
-        >>> import os, tempfile
-        >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
-        >>> model = jparam.nn.Sequential(jparam.nn.Linear(3, 2), jparam.nn.Dropout(0.1))
-        >>> opt = jparam.optim.SGD(model.parameters(), lr=0.1)
-        >>> jparam.save_checkpoint(path, model=model, optimizer=opt, step=7)
-        >>> jparam.load_checkpoint(path, model=model, optimizer=opt)["step"]
-        7
+        >>> jparam.save_checkpoint("ckpt.safetensors", model=model, optimizer=opt, step=10)
+        >>> ck = jparam.load_checkpoint("ckpt.safetensors", model=model, optimizer=opt)
+        >>> ck["step"]
+        10
     """
     from jparam._module import Module
     from jparam._random import get_rng_state
@@ -500,14 +500,10 @@ def load_checkpoint(path: str | os.PathLike, *, restore_rng: bool = True,
     written last.  A failed ``load_checkpoint`` leaves every target as it was.
 
     Example:
-        >>> import os, tempfile
-        >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
-        >>> model = jparam.nn.Linear(3, 2)
-        >>> opt = jparam.optim.Adam(model.parameters())
-        >>> jparam.save_checkpoint(path, model=model, optimizer=opt, step=10)
-        >>> ck = jparam.load_checkpoint(path, model=model, optimizer=opt)
-        >>> ck["step"] + 1
-        11
+        >>> jparam.save_checkpoint("ckpt.safetensors", model=model, optimizer=opt, step=10)
+        >>> ck = jparam.load_checkpoint("ckpt.safetensors", model=model, optimizer=opt)
+        >>> sorted(ck)
+        ['model', 'optimizer', 'step']
     """
     from jparam._module import Module, _apply_load
     from jparam._random import get_rng_state, set_rng_state

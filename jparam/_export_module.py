@@ -41,7 +41,7 @@ class TorchSubmodule(Module):
     Example:
         >>> tnet = torch.nn.Sequential(torch.nn.Linear(2, 2))
         >>> net = jparam.from_torch(tnet, example_args=(torch.ones(1, 2),), export=True)
-        >>> type(net[0]).__name__, net[0].torch_class
+        >>> type(net.get_submodule("0")).__name__, net.get_submodule("0").torch_class
         ('TorchSubmodule', 'torch.nn.modules.linear.Linear')
     """
 

@@ -202,6 +202,10 @@ class Module:
         ...     def forward(self, x):
         ...         return self.fc(x) * self.gain * self.scale
         >>> y = Block(4)(jnp.ones((2, 4)))
+        >>> y.shape
+        (2, 4)
+        >>> list(Block(4).state_dict())
+        ['gain', 'scale', 'fc.weight', 'fc.bias']
     """
 
     training: bool
@@ -476,7 +480,13 @@ class Module:
         parent; ``strict=True`` only replaces.
 
         Example:
-            >>> net.set_submodule("blocks.0.fc", nn.Linear(4, 4))
+            >>> net = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+            >>> net.set_submodule("1", nn.Tanh())
+            >>> net
+            Sequential(
+              (0): Linear(in_features=4, out_features=4, bias=True)
+              (1): Tanh()
+            )
         """
         if target == "":
             raise ValueError("Cannot set the submodule without a target name!")
@@ -550,8 +560,11 @@ class Module:
         Validation happens before anything is written, so a failed load changes nothing.
 
         Example:
+            >>> torch_model = torch.nn.Linear(4, 2)
             >>> model.load_state_dict(torch_model.state_dict())
             <All keys matched successfully>
+            >>> np.array_equal(model.weight, torch_model.weight.detach().numpy())
+            True
         """
         writes, missing, unexpected = self._jp_plan_load(state_dict, strict, assign)
         _apply_load(writes)
@@ -669,6 +682,9 @@ class Module:
 
         Example:
             >>> model.to(jnp.bfloat16)
+            Linear(in_features=4, out_features=2, bias=True)
+            >>> model.weight.dtype
+            dtype(bfloat16)
         """
         dtype, device = kwargs.pop("dtype", None), kwargs.pop("device", None)
         kwargs.pop("non_blocking", None)

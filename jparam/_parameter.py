@@ -304,6 +304,10 @@ class Buffer:
         ...     def __init__(self):
         ...         super().__init__()
         ...         self.running = nn.Buffer(jnp.zeros(3))
+        ...         self.scratch = nn.Buffer(jnp.zeros(3), persistent=False)
+        >>> m = M()
+        >>> list(m.state_dict()), [name for name, _ in m.named_buffers()], list(m.parameters())
+        (['running'], ['running', 'scratch'], [])
     """
 
     __slots__ = ("data", "persistent")

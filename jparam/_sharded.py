@@ -54,11 +54,11 @@ def save_sharded(obj: Any, directory: str | os.PathLike, *, force: bool = False)
     by their devices.
 
     Example:
-        >>> import os, tempfile
-        >>> directory = os.path.join(tempfile.mkdtemp(), "step_100")
-        >>> model = jparam.nn.Linear(3, 2)     # its arrays may be sharded over a mesh
-        >>> jparam.save_sharded(model, directory)
-        >>> jparam.save_sharded(model, directory, force=True)   # replaces it
+        >>> from jax.sharding import NamedSharding, PartitionSpec as P
+        >>> mesh = jax.make_mesh((1,), ("data",))
+        >>> model.to(NamedSharding(mesh, P()))          # or shard each parameter
+        Linear(in_features=4, out_features=2, bias=True)
+        >>> jparam.save_sharded(model, "ckpt/step_100")
     """
     ocp = _orbax()
     state = {}
@@ -131,11 +131,15 @@ def load_sharded(model_like: Any, directory: str | os.PathLike, *, strict: bool 
     may differ from the ones used when saving (resharding on load).
 
     Example:
-        >>> import os, tempfile
-        >>> directory = os.path.join(tempfile.mkdtemp(), "step_100")
-        >>> jparam.save_sharded(jparam.nn.Linear(3, 2), directory)
-        >>> jparam.load_sharded(jparam.nn.Linear(3, 2), directory)   # into its shardings
-        Linear(in_features=3, out_features=2, bias=True)
+        >>> from jax.sharding import NamedSharding, PartitionSpec as P
+        >>> jparam.save_sharded(model, "ckpt/step_100")
+        >>> restored = nn.Linear(4, 2)
+        >>> restored.to(NamedSharding(jax.make_mesh((1,), ("data",)), P()))
+        Linear(in_features=4, out_features=2, bias=True)
+        >>> jparam.load_sharded(restored, "ckpt/step_100") is restored
+        True
+        >>> np.array_equal(restored.weight, model.weight)
+        True
     """
     ocp = _orbax()
     directory = os.path.abspath(os.fspath(directory))

@@ -123,7 +123,22 @@ def summary(model: Any, *example_inputs: Any, **example_kwargs: Any) -> ModelSum
     (buffer updates made by the forward, e.g. BatchNorm statistics, are discarded).
 
     Example:
-        >>> print(jparam.summary(model, jax.ShapeDtypeStruct((32, 784), jnp.float32)))
+        >>> print(jparam.summary(model, jax.ShapeDtypeStruct((32, 4), jnp.float32)))
+        =================================================
+        Layer (type)   Output Shape   Param #   Trainable
+        =================================================
+        Linear         [32, 2]             10   True
+        =================================================
+        Total params: 10
+        Trainable params: 10
+        Non-trainable params: 0
+        Buffers: 0 (0.00 MB)
+        =================================================
+        Input size (MB): 0.00
+        Output size (MB): 0.00
+        Params size (MB): 0.00
+        Estimated total size (MB): 0.00
+        =================================================
     """
     from jparam._autodiff import call
     from jparam._module import Module

@@ -47,6 +47,8 @@ def functional_call(module: Module,
         >>> params = dict(model.named_parameters())
         >>> grads = jax.grad(lambda p: jnp.sum(functional_call(model, p, (x,))))(
         ...     {k: v.data for k, v in params.items()})
+        >>> grads["weight"].shape, grads["bias"].shape
+        ((2, 4), (2,))
     """
     dicts = [parameter_and_buffer_dicts] if isinstance(parameter_and_buffer_dicts, Mapping) \
         else list(parameter_and_buffer_dicts)

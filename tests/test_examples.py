@@ -77,6 +77,7 @@ def test_resnet_main_tiny_run_loss_decreases():
     assert res["losses"][-1] < res["losses"][0]
     assert res["logit_diff"] < 1e-4 and max(res["step_diffs"].values()) < 1e-4
     assert 0.0 <= res["accuracy"] <= 1.0
+    assert res["traces"] == 1      # the parity step and the training loop share one compile
 
 
 # ----------------------------------------------------------------------------- GPT

@@ -12,8 +12,12 @@ functions, as torch's layers do.
 Example:
     >>> from jparam import nn
     >>> lin = nn.Linear(4, 3)
-    >>> w = nn.init.xavier_uniform_(lin.weight)
-    >>> b = nn.init.zeros_(lin.bias)
+    >>> nn.init.xavier_uniform_(lin.weight)
+    Parameter containing:
+    Array([[...]], dtype=float32)
+    >>> nn.init.zeros_(lin.bias)
+    Parameter containing:
+    Array([0., 0., 0.], dtype=float32)
 """
 from __future__ import annotations
 
@@ -129,6 +133,8 @@ def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
 
     Example:
         >>> p = nn.init.uniform_(nn.Parameter(jnp.empty((3, 5))), -0.1, 0.1)
+        >>> bool(jnp.all(jnp.abs(p.data) <= 0.1))
+        True
     """
     shape, dtype = _target(tensor, "uniform_")
     if generator is None:  # host-side draw: no per-shape compilation at setup time
@@ -142,6 +148,8 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
 
     Example:
         >>> p = nn.init.normal_(nn.Parameter(jnp.empty((3, 5))), std=0.02)
+        >>> p.shape, p.dtype
+        ((3, 5), dtype('float32'))
     """
     shape, dtype = _target(tensor, "normal_")
     if generator is None:  # host-side draw: no per-shape compilation at setup time
@@ -156,6 +164,8 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, 
 
     Example:
         >>> p = nn.init.trunc_normal_(nn.Parameter(jnp.empty((3, 5))), std=0.02)
+        >>> bool(jnp.all(jnp.abs(p.data) <= 2.0))     # cut at a=-2, b=2 (absolute, as torch)
+        True
     """
     shape, dtype = _target(tensor, "trunc_normal_")
     if mean < a - 2 * std or mean > b + 2 * std:
@@ -171,6 +181,9 @@ def constant_(tensor, val: float):
 
     Example:
         >>> p = nn.init.constant_(nn.Parameter(jnp.empty(3)), 0.5)
+        >>> p
+        Parameter containing:
+        Array([0.5, 0.5, 0.5], dtype=float32)
     """
     shape, dtype = _target(tensor, "constant_")
     return _set(tensor, jnp.full(shape, val, dtype), dtype)
@@ -181,6 +194,8 @@ def ones_(tensor):
 
     Example:
         >>> p = nn.init.ones_(nn.Parameter(jnp.empty(3)))
+        >>> p.data
+        Array([1., 1., 1.], dtype=float32)
     """
     shape, dtype = _target(tensor, "ones_")
     return _set(tensor, jnp.ones(shape, dtype), dtype)
@@ -191,6 +206,8 @@ def zeros_(tensor):
 
     Example:
         >>> p = nn.init.zeros_(nn.Parameter(jnp.empty(3)))
+        >>> p.data
+        Array([0., 0., 0.], dtype=float32)
     """
     shape, dtype = _target(tensor, "zeros_")
     return _set(tensor, jnp.zeros(shape, dtype), dtype)
@@ -201,6 +218,10 @@ def eye_(tensor):
 
     Example:
         >>> p = nn.init.eye_(nn.Parameter(jnp.empty((3, 4))))
+        >>> p.data
+        Array([[1., 0., 0., 0.],
+               [0., 1., 0., 0.],
+               [0., 0., 1., 0.]], dtype=float32)
     """
     shape, dtype = _target(tensor, "eye_")
     if len(shape) != 2:
@@ -213,6 +234,8 @@ def dirac_(tensor, groups: int = 1):
 
     Example:
         >>> p = nn.init.dirac_(nn.Parameter(jnp.empty((4, 4, 3, 3))))
+        >>> bool(jnp.array_equal(p.data[:, :, 1, 1], jnp.eye(4)))    # a conv that copies its input
+        True
     """
     shape, dtype = _target(tensor, "dirac_")
     if len(shape) not in (3, 4, 5):
@@ -234,6 +257,8 @@ def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
 
     Example:
         >>> p = nn.init.xavier_uniform_(nn.Parameter(jnp.empty((3, 5))))
+        >>> bool(jnp.all(jnp.abs(p.data) <= (6 / (3 + 5)) ** 0.5))
+        True
     """
     _target(tensor, "xavier_uniform_")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor.data)
@@ -246,6 +271,8 @@ def xavier_normal_(tensor, gain: float = 1.0, generator=None):
 
     Example:
         >>> p = nn.init.xavier_normal_(nn.Parameter(jnp.empty((3, 5))))
+        >>> p.shape
+        (3, 5)
     """
     _target(tensor, "xavier_normal_")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor.data)
@@ -261,6 +288,8 @@ def kaiming_uniform_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity: s
 
     Example:
         >>> p = nn.init.kaiming_uniform_(nn.Parameter(jnp.empty((3, 5))), a=5 ** 0.5)
+        >>> bool(jnp.all(jnp.abs(p.data) <= 1 / 5 ** 0.5))     # nn.Linear's default: U(-1/sqrt(fan_in), ...)
+        True
     """
     shape, _ = _target(tensor, "kaiming_uniform_")
     if _no_elements(shape, "kaiming_uniform_"):
@@ -277,6 +306,8 @@ def kaiming_normal_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity: st
 
     Example:
         >>> p = nn.init.kaiming_normal_(nn.Parameter(jnp.empty((3, 5))), nonlinearity="relu")
+        >>> p.shape
+        (3, 5)
     """
     shape, _ = _target(tensor, "kaiming_normal_")
     if _no_elements(shape, "kaiming_normal_"):
@@ -291,6 +322,8 @@ def orthogonal_(tensor, gain: float = 1.0, generator=None):
 
     Example:
         >>> p = nn.init.orthogonal_(nn.Parameter(jnp.empty((3, 5))))
+        >>> bool(jnp.allclose(p.data @ p.data.T, jnp.eye(3), atol=1e-6))
+        True
     """
     shape, dtype = _target(tensor, "orthogonal_")
     if len(shape) < 2:
@@ -314,6 +347,8 @@ def sparse_(tensor, sparsity: float, std: float = 0.01, generator=None):
 
     Example:
         >>> p = nn.init.sparse_(nn.Parameter(jnp.empty((10, 5))), 0.3)
+        >>> (p.data == 0).sum(axis=0)     # ceil(0.3 * 10) zeros per column
+        Array([3, 3, 3, 3, 3], dtype=int32)
     """
     shape, dtype = _target(tensor, "sparse_")
     if len(shape) != 2:

@@ -105,7 +105,7 @@ def _per_leaf(c: Any, tree: Any) -> Any:
     the module docstring) gives leaf ``k`` its entry ``k``.
 
     Example:
-        >>> _per_leaf((jnp.float32(2), jnp.arange(2.)), [x, y])
+        >>> [tuple(map(float, c)) for c in _per_leaf((jnp.float32(2), jnp.arange(2.)), [x, y])]
         [(2.0, 0.0), (2.0, 1.0)]
     """
     leaves, td = jax.tree_util.tree_flatten(tree)

@@ -463,7 +463,11 @@ class Optimizer:
         passes to the next step).
 
         Example:
-            >>> opt.add_param_group({"params": head.parameters(), "lr": 1e-3})
+            >>> net = nn.Sequential(nn.Linear(4, 2), nn.Linear(2, 1))
+            >>> opt = optim.SGD(net[0].parameters(), lr=0.1)
+            >>> opt.add_param_group({"params": net[1].parameters(), "lr": 1e-3})
+            >>> [g["lr"] for g in opt.param_groups]
+            [0.1, 0.001]
         """
         c = self._host()
         if c is None:
@@ -783,6 +787,7 @@ class Optimizer:
         this optimizer and its options, shapes, dtypes); a refused state dict changes nothing.
 
         Example:
+            >>> torch_opt = torch.optim.SGD(torch.nn.Linear(4, 2).parameters(), lr=0.1)
             >>> opt.load_state_dict(torch_opt.state_dict())
         """
         prepared = self._check_state_dict(state_dict)

@@ -163,7 +163,7 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
 
     Example:
         >>> F.cosine_similarity(jnp.ones((2, 3)), jnp.ones((2, 3)))
-        Array([1., 1.], dtype=float32)
+        Array([0.99999994, 0.99999994], dtype=float32)
     """
     x1, x2 = _amp.cast_to_float32(x1, x2)
     x1, x2 = jnp.broadcast_arrays(x1, x2)

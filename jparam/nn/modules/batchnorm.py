@@ -110,6 +110,8 @@ class BatchNorm1d(_BatchNorm):
 
     Example:
         >>> bn = nn.BatchNorm1d(8)
+        >>> [name for name, _ in bn.named_buffers()]
+        ['running_mean', 'running_var', 'num_batches_tracked']
     """
 
     _expected_ndims = (2, 3)

@@ -83,7 +83,13 @@ class Sequential(_IndexedModules):
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
-        >>> net[0], net[-1], net[:2]
+        >>> net[0], net[-1]
+        (Linear(in_features=4, out_features=8, bias=True), Linear(in_features=8, out_features=1, bias=True))
+        >>> net[:2]
+        Sequential(
+          (0): Linear(in_features=4, out_features=8, bias=True)
+          (1): ReLU()
+        )
     """
 
     def __init__(self, *args: Any) -> None:
@@ -118,6 +124,8 @@ class ModuleList(_IndexedModules):
 
     Example:
         >>> layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
+        >>> len(layers), len(list(layers.parameters()))
+        (3, 6)
     """
 
     def __init__(self, modules: Optional[Iterable[Module]] = None) -> None:
@@ -163,6 +171,8 @@ class ModuleDict(Module):
 
     Example:
         >>> heads = nn.ModuleDict({"cls": nn.Linear(8, 10), "reg": nn.Linear(8, 1)})
+        >>> list(heads), list(heads.state_dict())
+        (['cls', 'reg'], ['cls.weight', 'cls.bias', 'reg.weight', 'reg.bias'])
     """
 
     def __init__(self, modules: Optional[Mapping[str, Module]] = None) -> None:
@@ -240,6 +250,8 @@ class ParameterList(Module):
 
     Example:
         >>> ws = nn.ParameterList([jnp.ones(3), jnp.zeros(2)])
+        >>> [p.shape for p in ws], list(ws.state_dict())
+        ([(3,), (2,)], ['0', '1'])
     """
 
     def __init__(self, values: Optional[Iterable[Any]] = None) -> None:
@@ -290,6 +302,9 @@ class ParameterDict(Module):
 
     Example:
         >>> pd = nn.ParameterDict({"scale": jnp.ones(3)})
+        >>> pd["scale"]
+        Parameter containing:
+        Array([1., 1., 1.], dtype=float32)
     """
 
     def __init__(self, parameters: Optional[Mapping[str, Any]] = None) -> None:

@@ -14,7 +14,7 @@ class CosineSimilarity(Module):
 
     Example:
         >>> nn.CosineSimilarity()(jnp.ones((2, 3)), jnp.ones((2, 3)))
-        Array([1., 1.], dtype=float32)
+        Array([0.99999994, 0.99999994], dtype=float32)
     """
 
     def __init__(self, dim: int = 1, eps: float = 1e-8) -> None:

@@ -40,6 +40,11 @@ class Dropout(_DropoutNd):
 
     Example:
         >>> drop = nn.Dropout(0.1)
+        >>> y = nn.Dropout(0.5)(jnp.ones(1000))     # training mode: zeros, survivors scaled by 2
+        >>> sorted(set(np.asarray(y).tolist()))
+        [0.0, 2.0]
+        >>> drop.eval()(jnp.ones(3))
+        Array([1., 1., 1.], dtype=float32)
     """
 
     _fn = staticmethod(F.dropout)

@@ -35,7 +35,11 @@ def clip_grad_norm_(parameters: _Params, max_norm: float, norm_type: float = 2.0
 
     Example:
         >>> loss, model = jparam.backward(loss_fn, model, x, y)
-        >>> total = nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        >>> total = nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+        >>> bool(total > 0.01)                   # the norm before clipping
+        True
+        >>> round(float(jnp.sqrt(sum(jnp.sum(p.grad ** 2) for p in model.parameters()))), 6)
+        0.01
     """
     params = [p for p in _params(parameters) if p.grad is not None]
     if not params:

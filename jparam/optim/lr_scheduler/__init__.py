@@ -15,11 +15,13 @@ dicts with ``"lr"``, ``"initial_lr"``, ``"momentum"``/``"betas"``, ...), so it d
 :class:`jparam.optim.Optimizer` or any object with such a list.
 
 Example:
-    >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> opt = optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     >>> sched = lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
     >>> for epoch in range(90):
-    ...     model, opt = train_one_epoch(model, opt)
+    ...     # ... the epoch's training steps: model, opt = train_step(model, opt, x, y)
     ...     sched.step()
+    >>> sched.get_last_lr()      # torch's value: 0.5 * 0.1 ** 3 by its recursion, in float64
+    [0.0005000000000000001]
 """
 from jparam.optim.lr_scheduler._base import EPOCH_DEPRECATION_WARNING, LRScheduler
 from jparam.optim.lr_scheduler._one_cycle import OneCycleLR

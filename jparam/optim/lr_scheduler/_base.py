@@ -140,6 +140,7 @@ class LRScheduler:
         """An optax-style schedule ``count -> lr`` for one group (``lr_at(count)[group]``).
 
         Example:
+            >>> sched = lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
             >>> tx = optax.sgd(sched.schedule())
         """
         return lambda count: self.lr_at(count)[group]

@@ -22,7 +22,9 @@ class OneCycleLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=1000)
-        >>> lr = sched.lr_at(step)[0]; beta1 = sched.momentum_at(step)[0]  # inside jit
+        >>> lr = sched.lr_at(jnp.int32(500))[0]     # step may be traced, inside jit
+        >>> round(float(lr), 6)
+        0.080999
     """
 
     def __init__(self, optimizer: Any, max_lr: Union[float, List[float]], total_steps: Optional[int] = None,

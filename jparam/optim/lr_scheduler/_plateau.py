@@ -17,8 +17,12 @@ class ReduceLROnPlateau(LRScheduler):
     Driven by a metric (outside jit), so it has no ``lr_at``.
 
     Example:
+        >>> opt = optim.SGD(model.parameters(), lr=0.5)
         >>> sched = lr_scheduler.ReduceLROnPlateau(opt, mode="min", patience=5)
-        >>> sched.step(val_loss)
+        >>> for val_loss in [1.0] * 7:           # no improvement after the first epoch
+        ...     sched.step(val_loss)
+        >>> sched.get_last_lr()
+        [0.05]
     """
 
     def __init__(self, optimizer: Any, mode: str = "min", factor: float = 0.1, patience: int = 10,
