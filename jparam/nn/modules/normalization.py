@@ -22,6 +22,27 @@ def _shape(normalized_shape):
     return tuple(int(s) for s in normalized_shape)
 
 
+def _register_affine(module: Module, shape: tuple, affine: bool, bias: bool, dtype: Any) -> None:
+    """Register ``weight`` and ``bias`` of ``shape`` (``None`` when not ``affine``, ``bias``
+    ``None`` when not ``bias``), as torch's norm layers do; :func:`_reset_affine` fills them."""
+    if affine:
+        module.weight = Parameter(init._empty(shape, dtype))
+    else:
+        module.register_parameter("weight", None)
+    if affine and bias:
+        module.bias = Parameter(init._empty(shape, dtype))
+    else:
+        module.register_parameter("bias", None)
+
+
+def _reset_affine(module: Module) -> None:
+    """torch's init of a norm layer's affine parameters: ``weight`` ones, ``bias`` zeros."""
+    if getattr(module, "weight", None) is not None:
+        init.ones_(module.weight)
+    if getattr(module, "bias", None) is not None:
+        init.zeros_(module.bias)
+
+
 class LayerNorm(Module):
     """Normalise over the trailing ``normalized_shape`` dims; weight 1, bias 0 at init.
 
@@ -37,23 +58,12 @@ class LayerNorm(Module):
         self.normalized_shape = _shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(init._empty(self.normalized_shape, dtype))
-            if bias:
-                self.bias = Parameter(init._empty(self.normalized_shape, dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, self.normalized_shape, elementwise_affine, bias, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """``weight`` to ones and ``bias`` to zeros (torch's init), in place."""
-        if getattr(self, "weight", None) is not None:
-            init.ones_(self.weight)
-        if getattr(self, "bias", None) is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: jax.Array) -> jax.Array:
         return F.layer_norm(input, self.normalized_shape, _unwrap(self.weight), _unwrap(self.bias),
@@ -83,23 +93,12 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = Parameter(jnp.ones((num_channels,), init._dtype(dtype)))
-            if bias:
-                self.bias = Parameter(jnp.zeros((num_channels,), init._dtype(dtype)))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, (num_channels,), affine, bias, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """``weight`` to ones and ``bias`` to zeros (torch's init), in place."""
-        if getattr(self, "weight", None) is not None:
-            init.ones_(self.weight)
-        if getattr(self, "bias", None) is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: jax.Array) -> jax.Array:
         return F.group_norm(input, self.num_groups, _unwrap(self.weight), _unwrap(self.bias), self.eps)
@@ -131,10 +130,7 @@ class RMSNorm(Module):
 
     def reset_parameters(self) -> None:
         """``weight`` to ones and ``bias`` to zeros (torch's init), in place."""
-        if getattr(self, "weight", None) is not None:
-            init.ones_(self.weight)
-        if getattr(self, "bias", None) is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: jax.Array) -> jax.Array:
         return F.rms_norm(input, self.normalized_shape, _unwrap(self.weight), self.eps)
