@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -275,21 +276,13 @@ def test_threads_unpickling_and_training_at_once_each_match_the_original():
     blob = pickle.dumps((m, o, s))
     m, o = _train(m, o, s, xs[3:])
     want = o.state_dict()
-    results, errors = [None] * 4, []
 
-    def worker(k):
-        try:
-            mk, ok, sk = pickle.loads(blob)
-            results[k] = _train(mk, ok, sk, xs[3:])
-        except Exception as e:  # surfaced below
-            errors.append(e)
+    def worker(_):
+        mk, ok, sk = pickle.loads(blob)
+        return _train(mk, ok, sk, xs[3:])
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    with ThreadPoolExecutor(4) as pool:  # all four load and train at once; errors re-raise here
+        results = list(pool.map(worker, range(4)))
     for mk, ok in results:
         _same_sd(ok.state_dict(), want)
         _same_params(mk, m)
