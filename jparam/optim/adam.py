@@ -27,6 +27,15 @@ __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam", "AdamState", "AdamaxStat
            "RAdamState", "adam", "adamw", "adamax", "nadam", "radam"]
 
 
+def _decay(g, p, wd, decay, *, maximize: bool, decoupled: bool):
+    """torch's first lines of every Adam-family update: ``g = -g`` when maximizing, then either
+    decoupled decay ``p1 = p (1 - lr wd)`` or L2 ``g = g + wd p`` (``p1 = p``). Returns ``(g, p1)``."""
+    g = -g if maximize else g
+    if decoupled:
+        return g, p * decay
+    return g + wd * p, p
+
+
 # ---------------------------------------------------------------------------- Adam / AdamW
 class AdamState(NamedTuple):
     step: Any
@@ -66,11 +75,7 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
 
         def one(g, p, m, v, vmax, c):
             neg_step_size, inv_bc2_sqrt = c
-            g = -g if maximize else g
-            if decoupled_weight_decay:
-                p1 = p * decay
-            else:
-                g = g + wd * p
+            g, p1 = _decay(g, p, wd, decay, maximize=maximize, decoupled=decoupled_weight_decay)
             m = lerp(m, g)
             v = _addcmul(v * b2, g, g, one_b2)
             if amsgrad:
@@ -197,12 +202,7 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
 
         def one(g, p, m, v, c):
             inv_bc2, c_grad, c_avg = c
-            g = -g if maximize else g
-            p1 = p
-            if decoupled_weight_decay:
-                p1 = p * decay
-            else:
-                g = g + wd * p
+            g, p1 = _decay(g, p, wd, decay, maximize=maximize, decoupled=decoupled_weight_decay)
             m = lerp(m, g)
             v = _addcmul(v * b2, g, g, one_b2)
             denom = jnp.sqrt(v * inv_bc2) + eps_
@@ -276,12 +276,7 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
 
         def one(g, p, m, v, c):
             inv_bc1, bc2_sqrt, rectify, rect = c
-            g = -g if maximize else g
-            p1 = p
-            if decoupled_weight_decay:
-                p1 = p * decay
-            else:
-                g = g + wd * p
+            g, p1 = _decay(g, p, wd, decay, maximize=maximize, decoupled=decoupled_weight_decay)
             m = lerp(m, g)
             v = _addcmul(v * b2, g, g, one_b2)
             bcm = m * inv_bc1
