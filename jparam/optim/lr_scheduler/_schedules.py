@@ -19,6 +19,15 @@ __all__ = ["LambdaLR", "MultiplicativeLR", "PolynomialLR", "StepLR", "MultiStepL
 
 
 # ---------------------------------------------------------------------------- simple schedulers
+def _per_group(optimizer: Any, lr_lambda: Union[Callable, Sequence[Callable]]) -> List[Callable]:
+    """One function per parameter group: ``lr_lambda`` repeated, or a list of one per group."""
+    if not isinstance(lr_lambda, (list, tuple)):
+        return [lr_lambda] * len(optimizer.param_groups)
+    if len(lr_lambda) != len(optimizer.param_groups):
+        raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
+    return list(lr_lambda)
+
+
 class LambdaLR(LRScheduler):
     """``lr = base_lr * lr_lambda(epoch)``; ``lr_at`` works when ``lr_lambda`` uses jnp-compatible ops.
 
@@ -34,12 +43,7 @@ class LambdaLR(LRScheduler):
                  last_epoch: int = -1) -> None:
         self.optimizer = optimizer
         _check_optimizer(optimizer)
-        if not isinstance(lr_lambda, (list, tuple)):
-            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
-        else:
-            if len(lr_lambda) != len(optimizer.param_groups):
-                raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
-            self.lr_lambdas = list(lr_lambda)
+        self.lr_lambdas = _per_group(optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
     def state_dict(self) -> Dict[str, Any]:
@@ -78,12 +82,7 @@ class MultiplicativeLR(LRScheduler):
                  last_epoch: int = -1) -> None:
         self.optimizer = optimizer
         _check_optimizer(optimizer)
-        if not isinstance(lr_lambda, (list, tuple)):
-            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
-        else:
-            if len(lr_lambda) != len(optimizer.param_groups):
-                raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
-            self.lr_lambdas = list(lr_lambda)
+        self.lr_lambdas = _per_group(optimizer, lr_lambda)
         for fn in self.lr_lambdas:
             if not callable(fn):
                 raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
