@@ -355,11 +355,14 @@ def test_bare_parameters_keep_their_link_only_when_pickled_with_them():
     holder, o = grad_step(holder, o)
     h2, o2 = pickle.loads(pickle.dumps((holder, o)))
     h3, o3 = copy.deepcopy((holder, o))
+    o4, h4 = pickle.loads(pickle.dumps((o, holder)))  # the optimizer first: same link
     holder, o = grad_step(holder, o)
     h2, o2 = grad_step(h2, o2)
     h3, o3 = grad_step(h3, o3)
-    assert _bits(h2.w) == _bits(holder.w) == _bits(h3.w)
+    h4, o4 = grad_step(h4, o4)
+    assert _bits(h2.w) == _bits(holder.w) == _bits(h3.w) == _bits(h4.w)
     _same_sd(o2.state_dict(), o.state_dict())
+    _same_sd(o4.state_dict(), o.state_dict())
     alone = pickle.loads(pickle.dumps(o))
     _, holder = jparam.backward(lambda h: jnp.sum(h.w), holder)
     with pytest.raises(ValueError, match="none of this optimizer's parameters are in the model"):
@@ -418,3 +421,27 @@ def test_pickle_refusals_name_the_fix():
     g = pickle.loads(pickle.dumps(o.param_groups[0]))
     assert type(g) is dict and g["lr"] == 0.01 and g["params"] == [0, 1, 2, 3]
     assert pickle.loads(pickle.dumps(optim.optimizer.required)) is optim.optimizer.required
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)), ("Adam", dict(lr=1e-2)),
+    ("Adamax", dict(lr=1e-2)), ("NAdam", dict(lr=1e-2)), ("RAdam", dict(lr=1e-2)),
+    ("RMSprop", dict(lr=1e-2, centered=True, momentum=0.5)), ("Adagrad", dict(lr=0.1, lr_decay=0.01)),
+    ("Adadelta", dict(lr=1.0))])
+def test_every_optimizer_with_two_groups_and_names_continues_bitwise(name, kw):
+    jparam.manual_seed(11)
+    m = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 1))
+    groups = [{"params": list(m[0].named_parameters())},
+              {"params": list(m[2].named_parameters()), "lr": kw["lr"] / 2, "note": ["kept"]}]
+    o = getattr(optim, name)(groups, **kw)
+    xs = _xs(4, seed=11)
+    for x in xs[:2]:
+        m, o = _step(m, o, x)
+    o.param_groups[0]["weight_decay"] = 0.03  # a host-side edit not yet seen by any step
+    m2, o2 = pickle.loads(pickle.dumps((m, o)))
+    assert o2.param_groups[1]["note"] == ["kept"] and o2.param_groups[0]["param_names"] == ["weight", "bias"]
+    for x in xs[2:]:
+        m, o = _step(m, o, x)
+        m2, o2 = _step(m2, o2, x)
+    _same_sd(o2.state_dict(), o.state_dict())
+    _same_params(m2, m)

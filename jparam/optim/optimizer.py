@@ -818,10 +818,10 @@ class Optimizer:
         """``pickle.dumps(opt)``: the optimizer as it is now (any incarnation pickles as its
         newest, so ``opt`` and a scheduler's ``optimizer`` load as one object); loading gives
         a new, independent optimizer (see ``docs/optim.md``, "Pickling and copies")."""
-        live = self._copyable("pickled")
+        live, state = self._copyable("pickled")
         if live is not self:
             return (_same_optimizer, (live,))
-        tx = live._spec.tx
+        tx = state["tx"]
         if tx is not None:
             try:
                 pickle.dumps(tx)
@@ -829,17 +829,15 @@ class Optimizer:
                 raise TypeError(f"this {type(self).__name__} wraps an optax transformation, which pickle "
                                 "cannot store (its functions are closures); copy.deepcopy(opt) works, and "
                                 "opt.state_dict() holds its state") from None
-        state = live._snapshot()
         state["placement"] = None  # unpickled arrays are on the default device
         return (_restore, (type(self), state))
 
     def __deepcopy__(self, memo: dict) -> "Optimizer":
         """An independent optimizer with copies of this one's current values and state
         (parameters copied in the same ``deepcopy`` call stay its parameters, as in torch)."""
-        live = self._copyable("copied")
+        live, state = self._copyable("copied")
         if live is not self:
             return copy.deepcopy(live, memo)
-        state = live._snapshot()
         kept = {k: state.pop(k) for k in ("gs", "tx", "placement")}
         state = copy.deepcopy(state, memo)
         state.update(kept, gs=jax.tree_util.tree_map(lambda x: x.copy() if hasattr(x, "copy") else x, kept["gs"]))
@@ -850,8 +848,9 @@ class Optimizer:
         state)."""
         return self._successor(self._gs)
 
-    def _copyable(self, verb: str) -> "Optimizer":
-        """The newest incarnation, with the control's values current, to pickle or copy."""
+    def _copyable(self, verb: str) -> Tuple["Optimizer", Optional[Dict[str, Any]]]:
+        """The newest incarnation, made current, and its snapshot if it is this one (taken
+        under the control's lock, so no host-side edit lands between its values and leaves)."""
         c = self._host()
         if c is None:
             where = ("inside a jitted function: return it from the function and " if not self.__dict__["_outer"]
@@ -859,22 +858,23 @@ class Optimizer:
             raise TypeError(f"an optimizer cannot be {verb} {where}use the optimizer the step returned")
         with c.lock:
             _pull_from_newest(c)
-            return self._live()
+            live = self._live()
+            return live, (self._snapshot() if live is self else None)
 
     def _snapshot(self) -> Dict[str, Any]:
-        """What :func:`_restore` rebuilds this (live) incarnation from. Parameters outside a
-        model are named by :func:`token_ref` (shared with the parameters in one pickle)."""
+        """What :func:`_restore` rebuilds this (live) incarnation from (call under the control's
+        lock). Parameters outside a model are named by :func:`token_ref` (shared with the
+        parameters in one pickle)."""
         c, spec = self._control, self._spec
 
         def params(ps: Any) -> list:
             return list(ps) if spec.positional else [token_ref(t) for t in ps]
 
-        with c.lock:
-            return {"groups": [{k: params(v) if k == "params" else v for k, v in pg.items()} for pg in c.groups],
-                    "defaults": c.defaults, "numeric": list(c.numeric), "version": c.version,
-                    "tokens": [[token_ref(t) for t in ts] for ts in c.tokens], "placement": c.placement,
-                    "gs": self._gs, "specs": [s._replace(params=tuple(params(s.params))) for s in spec.groups],
-                    "positional": spec.positional, "layout": spec.layout, "metas": spec.host[1], "tx": spec.tx}
+        return {"groups": [{k: params(v) if k == "params" else v for k, v in pg.items()} for pg in c.groups],
+                "defaults": c.defaults, "numeric": list(c.numeric), "version": c.version,
+                "tokens": [[token_ref(t) for t in ts] for ts in c.tokens], "placement": c.placement,
+                "gs": self._gs, "specs": [s._replace(params=tuple(params(s.params))) for s in spec.groups],
+                "positional": spec.positional, "layout": spec.layout, "metas": spec.host[1], "tx": spec.tx}
 
     def __repr__(self) -> str:
         s = type(self).__name__ + " ("
