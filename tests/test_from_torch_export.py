@@ -98,6 +98,11 @@ MODELS = {"gpt2": (_gpt2, _tokens), "bert": (_bert, _tokens), "resnet18": (_resn
           "vit": (_vit, _images)}
 
 
+# GPT-2 is exported with a dynamic batch and sequence (every GPT-2 test runs that graph);
+# the others keep the example's shapes
+DYNAMIC = {"gpt2": ({0: torch.export.Dim("batch", max=16), 1: torch.export.Dim("seq", max=32)},)}
+
+
 @pytest.fixture(scope="module")
 def converted():
     """name -> (torch model in training mode, converted module, example input)."""
@@ -105,7 +110,7 @@ def converted():
     for name, (make, data) in MODELS.items():
         tm = make().train()
         x = data(0)
-        jm = jparam.from_torch(tm, example_args=(x,))
+        jm = jparam.from_torch(tm, example_args=(x,), dynamic_shapes=DYNAMIC.get(name))
         out[name] = (tm, jm, x)
     return out
 
@@ -308,20 +313,35 @@ def test_mixed_modes_follow_torch():
     assert count(full._graph_train) == 2
 
 
-def test_dynamic_batch_and_sequence(converted):
-    tm = _gpt2().eval()
-    x = _tokens(0, (2, 8))
-    batch, seq = torch.export.Dim("batch", max=16), torch.export.Dim("seq", max=32)
-    jm = jparam.from_torch(tm, example_args=(x,), dynamic_shapes=({0: batch, 1: seq},))
-    f = jax.jit(lambda m, a: _first(m(a)))
-    for shape in ((3, 5), (1, 12)):
-        xs = _tokens(1, shape)
-        with torch.no_grad():
-            _close(f(jm, jnp.asarray(xs.numpy())), _first(tm(xs)))
+def test_dynamic_batch_and_sequence(converted, tmp_path):
+    tm, jm, _ = converted["gpt2"]                      # exported with DYNAMIC["gpt2"]
+    tm.eval()
+    jm.eval()
+    try:
+        f = jax.jit(lambda m, a: _first(m(a)))
+        for shape in ((3, 5), (1, 12)):
+            xs = _tokens(1, shape)
+            with torch.no_grad():
+                _close(f(jm, jnp.asarray(xs.numpy())), _first(tm(xs)))
+        assert f._cache_size() == 2                     # one compile per shape
+    finally:
+        tm.train()
+        jm.train()
     # a static model refuses another shape with a clear message
-    static = converted["gpt2"][1]
+    static = converted["bert"][1]
     with pytest.raises(ValueError, match=r"input 'input_ids' has shape \(3, 5\), expected \(2, 8\)"):
         static(jnp.asarray(_tokens(1, (3, 5)).numpy()))
+    # above Dim("seq", max=32): torch's exported program refuses it (a guard), torch's model
+    # raises IndexError (32 positions); JAX would clamp the position gather and run silently
+    with pytest.raises(ValueError, match=r"dim 1 is 40, outside the range \[0, 32\]"):
+        jm(jnp.asarray(_tokens(1, (2, 40)).numpy()))
+    with pytest.raises(ValueError, match=r"dim 0 is 17, outside the range \[0, 16\]"):
+        jm(jnp.asarray(_tokens(1, (17, 4)).numpy()))
+    jm.save_graph(str(tmp_path / "gpt2.graph.json"))   # the ranges survive the JSON graph
+    rebuilt = ExportedModule.load_graph(str(tmp_path / "gpt2.graph.json"))
+    assert rebuilt._graph_train.user_meta == jm._graph_train.user_meta == ((((0, 16), (0, 32)), "i"),)
+    with pytest.raises(ValueError, match=r"dim 1 is 33, outside the range \[0, 32\]"):
+        rebuilt(jnp.asarray(_tokens(1, (2, 33)).numpy()))
 
 
 def test_kwargs_outputs_and_bad_inputs():
