@@ -58,7 +58,19 @@ def leaf_table(model: Module) -> tuple:
     return table, objs
 
 
+def spelled_out(sharding: NamedSharding, ndim: int) -> NamedSharding:
+    """On an explicit-sharding mesh, ``sharding`` with one spec entry per dimension
+    (``P('fsdp')`` -> ``P('fsdp', None)``): the form JAX gives a jitted step's outputs there,
+    so that the inputs of the first step equal those of every later one (one compile)."""
+    mesh = sharding.mesh
+    if not getattr(mesh, "_any_axis_explicit", False) or len(sharding.spec) >= ndim:
+        return sharding
+    return NamedSharding(mesh, PartitionSpec(*sharding.spec, *(None,) * (ndim - len(sharding.spec))),
+                         memory_kind=sharding.memory_kind)
+
+
 def _place(value: Any, sharding: NamedSharding) -> Any:
+    sharding = spelled_out(sharding, len(value.shape))
     if isinstance(value, jax.ShapeDtypeStruct):
         return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharding)
     if isinstance(value, jax.core.Tracer):
@@ -173,6 +185,8 @@ def shardings(tree: Any, mesh: Optional[Mesh] = None) -> Any:
                                  "mesh; place the model first (replicate / fully_shard / "
                                  "parallelize_module) or pass mesh=")
             out[i] = NamedSharding(mesh, PartitionSpec())
+        if hasattr(leaves[i], "shape"):
+            out[i] = spelled_out(out[i], len(leaves[i].shape))
     return _unflatten_detached(treedef, out)
 
 
