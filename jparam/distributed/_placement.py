@@ -152,7 +152,7 @@ def shardings(tree: Any, mesh: Optional[Mesh] = None) -> Any:
     Pass the result to ``jax.jit(in_shardings=..., out_shardings=...)`` or ``jax.device_put``.
 
     Example:
-        >>> mesh = jax.make_mesh((1,), ("data",))
+        >>> mesh = jparam.distributed.init_device_mesh("cpu", (1,), mesh_dim_names=("data",))
         >>> model = jparam.distributed.replicate(nn.Linear(4, 2), mesh)
         >>> jparam.distributed.shardings(model).weight.spec
         P()
@@ -194,7 +194,7 @@ def partition_specs(tree: Any, mesh: Optional[Mesh] = None) -> Any:
     """The ``PartitionSpec`` of every leaf of ``tree`` (see :func:`shardings`).
 
     Example:
-        >>> mesh = jax.make_mesh((1,), ("data",))
+        >>> mesh = jparam.distributed.init_device_mesh("cpu", (1,), mesh_dim_names=("data",))
         >>> model = jparam.distributed.replicate(nn.Linear(4, 2), mesh)
         >>> jax.tree_util.tree_leaves(jparam.distributed.partition_specs(model))
         [P(), P()]
