@@ -32,6 +32,11 @@ def _is_torch(v: Any, name: str) -> bool:
     return t.__name__ == name and t.__module__.split(".")[0] == "torch"
 
 
+def _source_array(value: Any) -> Any:
+    """The jax array a ``state_dict`` value holds (itself, or a Parameter's data), else None."""
+    return value._data if isinstance(value, Parameter) else value
+
+
 def _is_device(a: Any) -> bool:
     return isinstance(a, (jax.Device, jax.sharding.Sharding)) or _is_torch(a, "device") or (
         isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "gpu", "tpu"))
@@ -600,10 +605,12 @@ class Module:
                                   f"{tuple(val.shape)} from checkpoint, the shape in current "
                                   f"model is {want}.")
                     continue
-            where = getattr(cur_arr, "sharding", None)  # keep the destination's placement, like torch's copy_
-            if not assign and where is not None and isinstance(val, jax.Array) \
-                    and not isinstance(val, jax.core.Tracer) and val.sharding != where:
-                val = jax.device_put(val, where)
+            if not assign and isinstance(val, jax.Array) and not isinstance(val, jax.core.Tracer):
+                # torch's copy_: the module gets its own copy, in the destination's placement. A
+                # shared buffer would be deleted when the source model's step is donated.
+                where = getattr(cur_arr, "sharding", None) or val.sharding
+                if val.sharding != where or val is _source_array(value):
+                    val = jax.device_put(val, where, may_alias=False)
             writes.append((mod, name, kind, val))
         if strict:
             if unexpected:

@@ -240,3 +240,52 @@ def test_batchnorm_closure_under_vmap_refuses_before_mutating(momentum):
     np.testing.assert_allclose(np.asarray(bn.running_mean), tb.running_mean.numpy(), rtol=1e-5,
                                atol=1e-6)
     assert int(bn.num_batches_tracked) == int(tb.num_batches_tracked) == 2
+
+
+# ------------------------------------------------------- loaded values are copies, as torch's copy_
+
+def _donating_step():
+    def step(m, o, x, y):
+        m = m.zero_grad()
+        loss, m = jparam.backward(lambda m, x, y: jnp.mean((m(x) - y) ** 2), m, x, y)
+        m, o = o.step(m)
+        return m, o, loss
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+@pytest.mark.parametrize("opt_cls", [optim.SGD, optim.Adam])
+def test_loaded_model_and_optimizer_survive_donating_the_source(opt_cls):
+    """b.load_state_dict(a.state_dict()) (models and optimizers) then a donated step of ``a``:
+    torch copies into b's own tensors, so b keeps its values and continues exactly as ``a``."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+    jparam.manual_seed(3)
+    a = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    b = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    kw = dict(lr=0.1, momentum=0.9) if opt_cls is optim.SGD else dict(lr=0.01)
+    oa, ob = opt_cls(a.parameters(), **kw), opt_cls(b.parameters(), **kw)
+    step = _donating_step()
+    a, oa, _ = step(a, oa, x, y)  # a has optimizer state now
+    b.load_state_dict(a.state_dict())
+    ob.load_state_dict(oa.state_dict())
+    b_named = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    b_named.load_state_dict(dict(a.named_parameters()), strict=False)  # Parameters as values
+    want = {k: np.array(v) for k, v in b.state_dict().items()}
+    a, oa, loss_a = step(a, oa, x, y)  # donates the arrays b was loaded from
+    b, ob, loss_b = step(b, ob, x, y)
+    assert float(loss_a) == float(loss_b)
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(b.state_dict()[k]), np.asarray(v), err_msg=k)
+    assert np.asarray(b_named[0].weight).tobytes() == want["0.weight"].tobytes()
+
+
+def test_assign_true_keeps_the_array_as_torch_does():
+    """``assign=True`` is torch's "use these tensors": no copy is made."""
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict(), assign=True)
+    assert b.weight._data is a.weight._data
+    c = nn.Linear(3, 2)
+    c.load_state_dict(a.state_dict())
+    assert c.weight._data is not a.weight._data
+    np.testing.assert_array_equal(np.asarray(c.weight), np.asarray(a.weight))

@@ -799,6 +799,9 @@ class Optimizer:
             >>> opt.load_state_dict(torch_opt.state_dict())
         """
         prepared = self._check_state_dict(state_dict)
+        # torch copies loaded state into its own tensors: an array shared with the source
+        # optimizer would be deleted when that optimizer's step is donated
+        prepared = [p[:4] + (jax.tree_util.tree_map(_own_copy, p[4]),) for p in prepared]
         c = self._host()
         with c.lock:
             live = self._live()
@@ -920,6 +923,13 @@ def _same_model(prev: Any, root: Any, token_groups: list) -> bool:
     fl.flatten_module(root, collect=objs)
     have = {o._jp_id for o in objs}
     return all(t in have for ts in token_groups for t in ts)
+
+
+def _own_copy(x: Any) -> Any:
+    """A concrete jax array copied into new buffers in its placement; anything else as it is."""
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        return jax.device_put(x, x.sharding, may_alias=False)
+    return x
 
 
 def _as_array(v: Any, where: str) -> Any:
