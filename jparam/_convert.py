@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_dtypes  # noqa: F401  (registers bfloat16 / float8 / float4 names with NumPy)
 import numpy as np
 
-__all__ = ["type_name", "is_torch_tensor", "is_prng_key", "is_array", "torch_dtype_to_numpy",
+__all__ = ["type_name", "is_torch_tensor", "is_prng_key", "is_array", "as_dtype", "torch_dtype_to_numpy",
            "torch_to_numpy", "torch_to_jax", "to_numpy", "to_jax_array", "numpy_to_jax",
            "cast_exact", "to_jax_as", "pack_float4", "unpack_float4", "SAFETENSORS_DTYPES", "NUMPY_TO_SAFETENSORS"]
 
@@ -100,6 +100,24 @@ def torch_dtype_to_numpy(dtype: Any) -> np.dtype:
         return np.dtype(name)
     except TypeError:
         raise TypeError(f"torch dtype {dtype} has no exact NumPy/JAX counterpart") from None
+
+
+def as_dtype(dtype: Any, what: str = "dtype") -> np.dtype:
+    """A JAX/NumPy dtype for a dtype-like or a ``torch.dtype`` of the same name
+    (``torch.bfloat16`` -> ``bfloat16``); ``TypeError`` naming ``what`` for a torch dtype JAX
+    has no twin of (the packed ``float4_e2m1fn_x2``: an element holds two values).
+
+    Example:
+        >>> as_dtype(torch.bfloat16), as_dtype("float32")
+        (dtype(bfloat16), dtype('float32'))
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(dtype, torch.dtype):
+        try:
+            return jnp.dtype(str(dtype).removeprefix("torch."))
+        except TypeError:
+            raise TypeError(f"{what}: {dtype} has no JAX counterpart") from None
+    return jnp.dtype(dtype)
 
 
 def torch_to_numpy(t: Any, key: str = "tensor") -> np.ndarray:

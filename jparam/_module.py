@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jparam import _flatten as fl
-from jparam._convert import to_jax_as, type_name as _typename
+from jparam._convert import as_dtype, to_jax_as, type_name as _typename
 from jparam._parameter import Buffer, Parameter, _as_array
 from jparam._tracing import check_no_leak, trace_state_clean
 
@@ -42,17 +42,6 @@ def _torch_device_name(device: Any) -> Any:
     if _is_torch(device, "device"):
         return device.type if device.index is None else f"{device.type}:{device.index}"
     return device
-
-
-def _as_dtype(dtype: Any) -> np.dtype:
-    """A JAX/NumPy dtype, or a ``torch.dtype`` by its name (``torch.bfloat16`` -> bfloat16)."""
-    if _is_torch(dtype, "dtype"):
-        name = str(dtype).removeprefix("torch.")
-        try:
-            return jnp.dtype(name)
-        except TypeError:
-            raise TypeError(f"to(): {dtype} has no JAX counterpart") from None
-    return jnp.dtype(dtype)
 
 
 def _d(m: "Module") -> dict:
@@ -697,7 +686,7 @@ class Module:
                 dtype = a
         device = _torch_device_name(device)
         if dtype is not None:
-            dtype = _as_dtype(dtype)
+            dtype = as_dtype(dtype, "to()")
             if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.complexfloating)):
                 raise TypeError("nn.Module.to only accepts floating point or complex dtypes, "
                                 f"but got desired dtype={dtype}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import threading
+import weakref
 from typing import Any, Optional
 
 import jax
@@ -24,9 +26,56 @@ from jparam._tracing import check_no_leak, trace_state_clean
 
 _Tracer = jax.core.Tracer
 
-__all__ = ["Parameter", "Buffer"]
+__all__ = ["Parameter", "Buffer", "token_ref"]
 
-_ids = itertools.count(1)
+_ids = itertools.count(1)  # identity tokens (``Parameter._jp_id``), unique in the process
+
+
+class _Token:
+    """A parameter's identity token inside one pickle or one ``copy.deepcopy``.
+
+    Everything that names a parameter by its token (the parameter itself, an optimizer's
+    param groups) names the one ``_Token`` object :func:`token_ref` gives for it, so pickle's
+    memo (and deepcopy's) writes it once; loading (copying) gives every reference one fresh
+    token. So ``pickle.loads(pickle.dumps((model, opt)))`` keeps the optimizer's link to the
+    model's parameters, as torch's pickle keeps its tensors shared, and every load is a new,
+    independent set of parameters (never a token of a live one)."""
+
+    __slots__ = ("value", "__weakref__")
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self):
+        return (_new_token, ())
+
+    def __deepcopy__(self, memo: dict) -> "_Token":
+        return _new_token()
+
+
+def _new_token() -> _Token:
+    return _Token(next(_ids))
+
+
+# token -> its _Token while something holds it (a pickler's or deepcopy's memo holds it for the
+# whole dump/copy); it decides no value's meaning, only that one dump names one token once
+_token_refs: "weakref.WeakValueDictionary[int, _Token]" = weakref.WeakValueDictionary()
+_token_lock = threading.Lock()
+
+
+def token_ref(token: int) -> _Token:
+    """The ``_Token`` standing for ``token`` in a pickle or deepcopy (see :class:`_Token`).
+
+    Example:
+        >>> w = Parameter(jnp.ones(2))
+        >>> token_ref(w._jp_id) is token_ref(w._jp_id)
+        True
+    """
+    with _token_lock:
+        t = _token_refs.get(token)
+        if t is None:
+            t = _token_refs[token] = _Token(token)
+        return t
 
 
 def _unwrap(x):
@@ -166,15 +215,16 @@ class Parameter:
         return getattr(self._data, name)
 
     def __reduce__(self):
-        return (_unpickle_parameter, (self._data, self._grad, self.requires_grad))
+        return (_unpickle_parameter, (self._data, self._grad, self.requires_grad, token_ref(self._jp_id)))
 
     def __deepcopy__(self, memo):
         import copy
 
         # copy the arrays too (as jax.Array's deepcopy does): a donating train step must not
         # delete a snapshot's buffers
+        token = copy.deepcopy(token_ref(self._jp_id), memo).value
         p = Parameter._make(copy.deepcopy(self._data, memo), copy.deepcopy(self._grad, memo),
-                            self.requires_grad, next(_ids), trace_state_clean())
+                            self.requires_grad, token, trace_state_clean())
         memo[id(self)] = p
         return p
 
@@ -237,8 +287,9 @@ for _n in ("neg", "pos", "abs", "invert"):
 Parameter.__hash__ = object.__hash__
 
 
-def _unpickle_parameter(data, grad, requires_grad) -> Parameter:
-    return Parameter._make(data, grad, requires_grad, next(_ids), trace_state_clean())
+def _unpickle_parameter(data, grad, requires_grad, token: Optional[_Token] = None) -> Parameter:
+    return Parameter._make(data, grad, requires_grad, next(_ids) if token is None else token.value,
+                           trace_state_clean())
 
 
 class _Size(int):

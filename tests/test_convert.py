@@ -86,3 +86,45 @@ def test_unsupported_torch_kinds_are_named(kind):
     with pytest.raises(TypeError, match=rf"my\.key: .*{'sparse' if kind == 'sparse' else kind}"
                                         r".*not supported|my\.key: .*meta"):
         torch_to_numpy(t, "my.key")
+
+
+def _torch_adam_state(dtype: torch.dtype, **kw) -> dict:
+    torch.manual_seed(0)
+    tm = torch.nn.Linear(3, 2).to(dtype)
+    to = torch.optim.Adam(tm.parameters(), lr=1e-2, **kw)
+    for _ in range(3):
+        to.zero_grad()
+        tm(torch.randn(4, 3, dtype=dtype)).pow(2).sum().backward()
+        to.step()
+    return to.state_dict()
+
+
+def _torch_loaded(sd: dict, dtype: torch.dtype, **kw) -> dict:
+    """What torch's own load_state_dict keeps for a model of ``dtype`` (it casts floating
+    state to the parameter's dtype)."""
+    to = torch.optim.Adam(torch.nn.Linear(3, 2).to(dtype).parameters(), lr=1e-2, **kw)
+    to.load_state_dict(sd)
+    return to.state_dict()
+
+
+@pytest.mark.parametrize("saved,model", [(torch.bfloat16, torch.bfloat16), (torch.float64, torch.float32),
+                                         (torch.float64, torch.float64)],
+                         ids=["bf16", "f64-into-f32", "f64-x64"])
+def test_optimizer_loads_torch_state_with_torchs_bits(saved, model):
+    """The optimizer's torch converters (optim/_transform.py, optimizer.py) go through here:
+    torch's bfloat16 / float64 Adam state loads with exactly the bits torch's own
+    load_state_dict keeps for a model of the same dtype."""
+    sd = _torch_adam_state(saved, amsgrad=True)
+    want = _torch_loaded(sd, model, amsgrad=True)["state"]
+    with jax.enable_x64(model == torch.float64):
+        jm = nn.Linear(3, 2).to(model)
+        jo = jparam.optim.Adam(jm.parameters(), lr=1e-2, amsgrad=True)
+        jo.load_state_dict(sd)
+        got = jo.state_dict()["state"]
+        assert sorted(got) == sorted(want)
+        for i, e in want.items():
+            assert list(got[i]) == list(e)
+            for k, v in e.items():
+                a = np.asarray(got[i][k])
+                assert a.dtype == torch_to_numpy(v).dtype, (i, k)
+                assert _bits(a) == _tbits(v.reshape(-1)), (i, k)

@@ -1,5 +1,8 @@
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as TF
 
 import jparam.nn.functional as F
@@ -81,3 +84,18 @@ def test_adaptive(case, kind):
 def test_lp_pool(n, shape, kw):
     x = np.abs(randn(np.random.default_rng(9), *shape)) + 0.1
     check(getattr(F, f"lp_pool{n}d"), getattr(TF, f"lp_pool{n}d"), [x, 2.0], kwargs=kw, family="pool")
+
+
+# Pooling is differentiable inside jax.jit (its window init values must be concrete).
+JIT_GRAD_CASES = [("max_pool1d", (2, 3, 9), 2), ("max_pool2d", (2, 3, 6, 7), 2), ("max_pool3d", (1, 2, 4, 5, 6), 2),
+         ("avg_pool1d", (2, 3, 9), 3), ("avg_pool2d", (2, 3, 6, 7), 2), ("avg_pool3d", (1, 2, 4, 5, 6), 2)]
+
+
+@pytest.mark.parametrize("name,shape,k", JIT_GRAD_CASES)
+def test_pool_grad_under_jit_matches_torch(name, shape, k):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal(getattr(TF, name)(torch.tensor(x), k).shape).astype(np.float32)
+    g = jax.jit(jax.grad(lambda a: jnp.sum(getattr(F, name)(a, k) * w)))(jnp.asarray(x))
+    tx = torch.tensor(x, requires_grad=True)
+    (getattr(TF, name)(tx, k) * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(np.asarray(g), tx.grad.numpy(), rtol=1e-5, atol=1e-6)

@@ -81,7 +81,9 @@ def positions_in(root: Any, token_groups: Sequence[Sequence[int]]) -> List[List[
     for ts in token_groups:
         if not all(t in where for t in ts):
             raise ValueError("add_param_group: the optimizer's earlier parameters are no longer in "
-                             f"the model {type(root).__name__}")
+                             f"the model {type(root).__name__} (an optimizer pickled or deep-copied without "
+                             "its model knows them only by position: pickle or copy the model and the "
+                             "optimizer together, pickle.dumps((model, opt)))")
         out.append([where[t] for t in ts])
     return out
 

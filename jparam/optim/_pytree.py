@@ -16,7 +16,9 @@ object every step, rebuilt from the output leaves and the aux cached when the st
 the traced one's). The ``handle`` leaf does: ``serial`` is unique per optimizer for the life
 of the process, so it resolves, without any possible collision, to that optimizer's
 :class:`Control` (the host side shared by all its incarnations: exact Python hyperparameters,
-host-only keys such as ``initial_lr``, and which incarnation is the newest). ``version``
+host-only keys such as ``initial_lr``, and which incarnation is the newest). A pickled or
+deep-copied optimizer never carries its serial: it loads with a new control block
+(``optimizer.py``, ``_restore``), so it can never resolve to a live optimizer's. ``version``
 counts host-side edits, telling whether an incarnation's hyperparameter leaves are older than
 the control's values.
 

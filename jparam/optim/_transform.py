@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jparam._convert import to_jax_as
+
 __all__ = ["TorchTransform"]
 
 _tmap = jax.tree_util.tree_map
@@ -173,17 +175,16 @@ def _addcmul(a, t1, t2, value):
 
 
 def _to_array(v: Any, key: str, like: Optional[jax.Array] = None) -> jax.Array:
+    """A torch state value (tensor, array or number) as a jax array, cast to ``like``'s dtype
+    as torch's ``load_state_dict`` casts a floating state to its parameter's."""
+    what = f"torch optimizer state['{key}']"
     if v is None:
-        raise ValueError(f"torch optimizer state['{key}'] is None; expected an array"
+        raise ValueError(f"{what} is None; expected an array"
                          + (f" of shape {tuple(like.shape)}" if like is not None else ""))
-    if hasattr(v, "detach"):  # a torch tensor
-        v = v.detach().cpu().numpy()
-    a = jnp.asarray(np.asarray(v) if not isinstance(v, jax.Array) else v)
-    if like is not None:
-        if a.shape != like.shape:
-            raise ValueError(f"torch optimizer state['{key}'] has shape {tuple(a.shape)}, "
-                             f"expected {tuple(like.shape)} (the parameter's shape)")
-        a = a.astype(like.dtype)
+    a = to_jax_as(v, None if like is None else like.dtype, what)
+    if like is not None and a.shape != like.shape:
+        raise ValueError(f"{what} has shape {tuple(a.shape)}, expected {tuple(like.shape)} "
+                         "(the parameter's shape)")
     return a
 
 

@@ -3,6 +3,10 @@ class (:class:`Adadelta`): torch.optim.Adadelta (lr default 1.0).
 
 Example:
     >>> opt = optim.Adadelta(model.parameters(), rho=0.9)
+    >>> loss, model = jparam.backward(loss_fn, model, x, y)
+    >>> model, opt = opt.step(model)
+    >>> sorted(opt.state_dict()["state"][0])  # torch's state names
+    ['acc_delta', 'square_avg', 'step']
 """
 from __future__ import annotations
 
@@ -31,6 +35,10 @@ def adadelta(lr: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6, weight_decay: Any =
 
     Example:
         >>> tx = adadelta()  # lr=1.0, rho=0.9, eps=1e-6 as torch
+        >>> p, g = [jnp.array([1.0, -2.0])], [jnp.array([0.5, -3.0])]
+        >>> u, state = tx.update(g, tx.init(p), p)
+        >>> print(np.asarray(u[0]).round(4))  # first step: -sqrt(eps / (1-rho)) sign(g) when g^2 >> eps
+        [-0.0032  0.0032]
     """
 
     def init(params):
@@ -63,7 +71,11 @@ class Adadelta(TxOptimizer):
 
     Example:
         >>> opt = optim.Adadelta(model.parameters(), lr=1.0, rho=0.9, eps=1e-6)
-        >>> model, opt = opt.step(model)
+        >>> _, stepped = jparam.backward(loss_fn, model, x, y)
+        >>> stepped, opt = opt.step(stepped)
+        >>> moved = np.abs(np.asarray(stepped.weight - model.weight))
+        >>> print(moved.round(4).min(), moved.round(4).max())  # lr sqrt(eps / (1-rho)), see :func:`adadelta`
+        0.0032 0.0032
     """
 
     _static_keys = ("maximize",)

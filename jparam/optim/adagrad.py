@@ -3,6 +3,10 @@ class (:class:`Adagrad`): torch.optim.Adagrad (lr_decay, initial_accumulator_val
 
 Example:
     >>> opt = optim.Adagrad(model.parameters(), lr=1e-2, lr_decay=1e-4)
+    >>> loss, model = jparam.backward(loss_fn, model, x, y)
+    >>> model, opt = opt.step(model)
+    >>> sorted(opt.state_dict()["state"][0])  # torch's state names
+    ['step', 'sum']
 """
 from __future__ import annotations
 
@@ -33,7 +37,11 @@ def adagrad(lr: Any = 1e-2, lr_decay: Any = 0.0, weight_decay: Any = 0.0,
     at step 0 too.
 
     Example:
-        >>> tx = adagrad(1e-2, lr_decay=0.5, initial_accumulator_value=0.1)
+        >>> tx = adagrad(0.1, lr_decay=0.5)
+        >>> p, g = [jnp.array([1.0, -2.0])], [jnp.array([0.5, -3.0])]
+        >>> u, state = tx.update(g, tx.init(p), p)
+        >>> print(np.asarray(u[0]).round(4))  # t = 1: clr = lr, s = g^2, so -lr sign(g)
+        [-0.1  0.1]
     """
 
     def init(params):
@@ -72,7 +80,11 @@ class Adagrad(TxOptimizer):
 
     Example:
         >>> opt = optim.Adagrad(model.parameters(), lr=1e-2, initial_accumulator_value=0.1)
-        >>> model, opt = opt.step(model)
+        >>> _, stepped = jparam.backward(loss_fn, model, x, y)
+        >>> g = np.asarray(stepped.weight.grad)
+        >>> stepped, opt = opt.step(stepped)
+        >>> np.allclose(opt.state_dict()["state"][0]["sum"], 0.1 + g ** 2)  # s = 0.1 + g^2
+        True
     """
 
     _static_keys = ("maximize",)

@@ -4,6 +4,10 @@ RAdam), with torch's signatures, defaults and numbers.
 
 Example:
     >>> opt = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    >>> loss, model = jparam.backward(loss_fn, model, x, y)
+    >>> model, opt = opt.step(model)
+    >>> sorted(opt.state_dict()["state"][0])  # torch's state names
+    ['exp_avg', 'exp_avg_sq', 'step']
     >>> model, opt = opt.step(model)
 """
 from __future__ import annotations
@@ -21,6 +25,15 @@ from jparam.optim._txoptimizer import TxOptimizer, check_hparams  # noqa: F401
 
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam", "AdamState", "AdamaxState", "NAdamState",
            "RAdamState", "adam", "adamw", "adamax", "nadam", "radam"]
+
+
+def _decay(g, p, wd, decay, *, maximize: bool, decoupled: bool):
+    """torch's first lines of every Adam-family update: ``g = -g`` when maximizing, then either
+    decoupled decay ``p1 = p (1 - lr wd)`` or L2 ``g = g + wd p`` (``p1 = p``). Returns ``(g, p1)``."""
+    g = -g if maximize else g
+    if decoupled:
+        return g, p * decay
+    return g + wd * p, p
 
 
 # ---------------------------------------------------------------------------- Adam / AdamW
@@ -41,7 +54,11 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     ``amsgrad`` maxes the bias-corrected one); ``p -= lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps)``.
 
     Example:
-        >>> tx = adam(1e-3, (0.9, 0.999), amsgrad=True)
+        >>> tx = adam(0.1, (0.9, 0.999), amsgrad=True)
+        >>> p, g = [jnp.array([1.0, -2.0])], [jnp.array([0.5, -3.0])]
+        >>> u, state = tx.update(g, tx.init(p), p)
+        >>> print(np.asarray(u[0]).round(4))  # first step: m/(1-b1) = g, v/(1-b2) = g^2, so the update is -lr sign(g)
+        [-0.1  0.1]
     """
 
     def init(params):
@@ -58,11 +75,7 @@ def adam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
 
         def one(g, p, m, v, vmax, c):
             neg_step_size, inv_bc2_sqrt = c
-            g = -g if maximize else g
-            if decoupled_weight_decay:
-                p1 = p * decay
-            else:
-                g = g + wd * p
+            g, p1 = _decay(g, p, wd, decay, maximize=maximize, decoupled=decoupled_weight_decay)
             m = lerp(m, g)
             v = _addcmul(v * b2, g, g, one_b2)
             if amsgrad:
@@ -89,7 +102,11 @@ def adamw(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     r"""torch.optim.AdamW: ``p *= 1 - lr wd``, then the Adam update (torch's default wd 1e-2).
 
     Example:
-        >>> tx = adamw(1e-3, weight_decay=0.01)
+        >>> tx = adamw(0.1, weight_decay=0.5)
+        >>> p, g = [jnp.array([1.0, -2.0])], [jnp.array([0.5, -3.0])]
+        >>> u, state = tx.update(g, tx.init(p), p)
+        >>> print(np.asarray(u[0]).round(4))  # -lr*wd*p (p *= 1 - 0.05) plus Adam's first step -lr sign(g)
+        [-0.15  0.2 ]
     """
     return adam(lr, betas, eps, weight_decay, amsgrad=amsgrad, maximize=maximize,
                 decoupled_weight_decay=True, beta1_above_half=beta1_above_half)
@@ -109,7 +126,11 @@ def adamax(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     ``p -= lr/(1-b1^t) m/u`` (eps is added to ``|g|``, not to the denominator as in optax).
 
     Example:
-        >>> tx = adamax(2e-3)
+        >>> tx = adamax(0.1)
+        >>> p, g = [jnp.array([1.0, -2.0])], [jnp.array([0.5, -3.0])]
+        >>> u, state = tx.update(g, tx.init(p), p)
+        >>> print(np.asarray(u[0]).round(4))  # first step: lr/(1-b1) * (1-b1) g / max(0, |g| + eps) = lr sign(g)
+        [-0.1  0.1]
     """
 
     def init(params):
@@ -154,7 +175,11 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     ``d = sqrt(v/(1-b2^t)) + eps`` (two ``addcdiv`` in torch's order).
 
     Example:
-        >>> tx = nadam(2e-3, momentum_decay=4e-3)
+        >>> tx = nadam(0.1, momentum_decay=4e-3)
+        >>> p, g = [jnp.array([1.0, -2.0])], [jnp.array([0.5, -3.0])]
+        >>> u, state = tx.update(g, tx.init(p), p)
+        >>> print(np.asarray(u[0]).round(4))  # first step: lr sign(g) (1 + (1-b1) mu_2 / (1 - mu_1 mu_2)), mu_t ~ 0.45
+        [-0.1056  0.1056]
     """
 
     def init(params):
@@ -177,12 +202,7 @@ def nadam(lr: Any = 2e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
 
         def one(g, p, m, v, c):
             inv_bc2, c_grad, c_avg = c
-            g = -g if maximize else g
-            p1 = p
-            if decoupled_weight_decay:
-                p1 = p * decay
-            else:
-                g = g + wd * p
+            g, p1 = _decay(g, p, wd, decay, maximize=maximize, decoupled=decoupled_weight_decay)
             m = lerp(m, g)
             v = _addcmul(v * b2, g, g, one_b2)
             denom = jnp.sqrt(v * inv_bc2) + eps_
@@ -229,7 +249,11 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
     else ``p -= m/(1-b1^t) lr`` (a ``jnp.where``, so a traced ``betas`` works).
 
     Example:
-        >>> tx = radam(1e-3, decoupled_weight_decay=True, weight_decay=0.1)
+        >>> tx = radam(0.1)
+        >>> p, g = [jnp.array([1.0, -2.0])], [jnp.array([0.5, -3.0])]
+        >>> u, state = tx.update(g, tx.init(p), p)
+        >>> print(np.asarray(u[0]).round(4))  # rho_1 = 1 <= 5: the un-adapted step -lr m/(1-b1) = -lr g
+        [-0.05  0.3 ]
     """
 
     def init(params):
@@ -252,12 +276,7 @@ def radam(lr: Any = 1e-3, betas: Sequence[Any] = (0.9, 0.999), eps: Any = 1e-8,
 
         def one(g, p, m, v, c):
             inv_bc1, bc2_sqrt, rectify, rect = c
-            g = -g if maximize else g
-            p1 = p
-            if decoupled_weight_decay:
-                p1 = p * decay
-            else:
-                g = g + wd * p
+            g, p1 = _decay(g, p, wd, decay, maximize=maximize, decoupled=decoupled_weight_decay)
             m = lerp(m, g)
             v = _addcmul(v * b2, g, g, one_b2)
             bcm = m * inv_bc1
@@ -291,7 +310,11 @@ class Adam(_Beta1Family):
 
     Example:
         >>> opt = optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), amsgrad=True)
-        >>> model, opt = opt.step(model)
+        >>> _, stepped = jparam.backward(loss_fn, model, x, y)
+        >>> stepped, opt = opt.step(stepped)
+        >>> moved = np.abs(np.asarray(stepped.weight - model.weight))
+        >>> print(moved.round(6).min(), moved.round(6).max())  # Adam's first step moves every weight by lr
+        0.001 0.001
     """
 
     _static_keys = ("amsgrad", "maximize", "decoupled_weight_decay")
@@ -318,6 +341,8 @@ class AdamW(Adam):
 
     Example:
         >>> opt = optim.AdamW(model.parameters(), lr=1e-3)
+        >>> opt.param_groups[0]["weight_decay"]  # torch's default, unlike Adam's 0
+        0.01
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
@@ -334,6 +359,11 @@ class Adamax(_Beta1Family):
 
     Example:
         >>> opt = optim.Adamax(model.parameters(), lr=2e-3)
+        >>> _, stepped = jparam.backward(loss_fn, model, x, y)
+        >>> stepped, opt = opt.step(stepped)
+        >>> moved = np.abs(np.asarray(stepped.weight - model.weight))
+        >>> print(moved.round(6).min(), moved.round(6).max())  # the first step moves every weight by lr
+        0.002 0.002
     """
 
     _static_keys = ("maximize",)
@@ -357,6 +387,11 @@ class NAdam(_Beta1Family):
 
     Example:
         >>> opt = optim.NAdam(model.parameters(), lr=2e-3, momentum_decay=4e-3)
+        >>> _, stepped = jparam.backward(loss_fn, model, x, y)
+        >>> stepped, opt = opt.step(stepped)
+        >>> moved = np.abs(np.asarray(stepped.weight - model.weight))
+        >>> print(moved.round(6).min(), moved.round(6).max())  # lr * 1.0565 (see :func:`nadam`)
+        0.002113 0.002113
     """
 
     _static_keys = ("maximize", "decoupled_weight_decay")
@@ -383,6 +418,12 @@ class RAdam(_Beta1Family):
 
     Example:
         >>> opt = optim.RAdam(model.parameters(), lr=1e-3)
+        >>> _, stepped = jparam.backward(loss_fn, model, x, y)
+        >>> stepped, opt = opt.step(stepped)
+        >>> moved = np.abs(np.asarray(stepped.weight - model.weight))
+        >>> _, grads = jparam.backward(loss_fn, model, x, y)
+        >>> np.allclose(moved, 1e-3 * np.abs(np.asarray(grads.weight.grad)))  # rho_1 <= 5: SGD-like
+        True
     """
 
     _static_keys = ("maximize", "decoupled_weight_decay")

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import pickle
 import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -32,8 +33,9 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jparam import _flatten as fl
+from jparam._convert import is_torch_tensor, to_numpy, type_name
 from jparam._module import Module
-from jparam._parameter import Parameter
+from jparam._parameter import Parameter, token_ref
 from jparam._tracing import TracerLeakError, trace_state_clean
 from jparam.optim import _params
 from jparam.optim import _pytree as pt
@@ -45,6 +47,9 @@ __all__ = ["Optimizer", "ParamGroup", "required"]
 class _Required:
     def __repr__(self) -> str:
         return "<required parameter>"
+
+    def __reduce__(self) -> str:
+        return "required"  # the one sentinel, also after pickling
 
 
 required = _Required()
@@ -119,11 +124,6 @@ def _freeze(v: Any) -> Any:
     return v
 
 
-def _tname(v: Any) -> str:
-    t = type(v)
-    return "jax.Array" if isinstance(v, jax.Array) else f"{t.__module__}.{t.__qualname__}"
-
-
 class ParamGroup(dict):
     """One torch param group: ``{"params": [...], "lr": ..., ...}``.
 
@@ -139,6 +139,9 @@ class ParamGroup(dict):
 
     __slots__ = ("_owner", "_index")
 
+    def __reduce__(self):
+        return (dict, (dict(self),))  # a group pickled (or deep-copied) on its own: its values
+
     def __setitem__(self, key: str, value: Any) -> None:
         owner = getattr(self, "_owner", None)
         if owner is None:
@@ -149,9 +152,27 @@ class ParamGroup(dict):
             owner._traced_set(self._index, key, value)
 
 
+def _group_view(values: Dict[str, Any], owner: Any, index: int) -> ParamGroup:
+    """Group ``index`` of ``owner`` (a control block, or a traced optimizer) holding ``values``."""
+    pg = ParamGroup()
+    for k, v in values.items():
+        dict.__setitem__(pg, k, v)
+    pg._owner, pg._index = owner, index
+    return pg
+
+
+def _spec_values(spec: GroupSpec, hyper: Dict[str, Any], meta: tuple) -> Dict[str, Any]:
+    """A group's torch values from its static spec, its hyperparameters and host-only keys."""
+    values: Dict[str, Any] = {"params": list(spec.params)}
+    values.update((k, list(v) if k == "param_names" else v) for k, v in spec.statics)
+    values.update(hyper)
+    values.update(meta)
+    return values
+
+
 def _check_numeric(key: str, value: Any, old: Any) -> None:
     if not _is_numeric(value) and not isinstance(value, jax.core.Tracer):
-        raise TypeError(f"param_groups[...]['{key}'] must be a number, got {_tname(value)}")
+        raise TypeError(f"param_groups[...]['{key}'] must be a number, got {type_name(value)}")
     if isinstance(old, tuple) and (not isinstance(value, (tuple, list)) or len(value) != len(old)):
         raise TypeError(f"param_groups[...]['{key}'] must be a tuple of {len(old)} numbers, got {value!r}")
 
@@ -216,14 +237,10 @@ class Optimizer:
         tx = defaults if isinstance(defaults, optax.GradientTransformation) else None
         defaults = {} if tx is not None else dict(defaults)
         control = pt.Control(defaults)
-        d = self.__dict__
-        d["_gs"], d["_spec"], d["_control"], d["_views"] = (), Spec(type(self), (), False, None, tx, (defaults, ())), control, None
-        d["_outer"], d["_seq"] = True, pt.next_seq()
-        d["_handle"] = pt.handle_array(control)
-        control.add(self)
+        self._attach((), Spec(type(self), (), False, None, tx, (defaults, ())), control)
         if isinstance(params, (Parameter, jax.Array, np.ndarray)) or hasattr(params, "shape"):
             raise TypeError("params argument given to the optimizer should be an iterable of "
-                            f"Parameters or dicts, but got {_tname(params)}")
+                            f"Parameters or dicts, but got {type_name(params)}")
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -231,6 +248,14 @@ class Optimizer:
             groups = [{"params": groups}]
         for g in groups:
             self.add_param_group(g)
+
+    def _attach(self, gs: tuple, spec: Spec, control: pt.Control) -> None:
+        """Make this object the first incarnation of a new optimizer with ``control``."""
+        d = self.__dict__
+        d["_gs"], d["_spec"], d["_control"], d["_views"] = gs, spec, control, None
+        d["_outer"], d["_seq"] = True, pt.next_seq()
+        d["_handle"] = pt.handle_array(control)
+        control.add(self)
 
     # ------------------------------------------------------------------ subclass hooks
     def _transform(self, group: Dict[str, Any], struct: tuple) -> optax.GradientTransformation:
@@ -342,16 +367,7 @@ class Optimizer:
             views = []
             metas = self._spec.host[1]
             for g, (spec, gs) in enumerate(zip(self._spec.groups, self._gs)):
-                pg = ParamGroup()
-                dict.__setitem__(pg, "params", list(spec.params))
-                for k, v in spec.statics:
-                    dict.__setitem__(pg, k, list(v) if k == "param_names" else v)
-                for k, v in gs.hyper.items():
-                    dict.__setitem__(pg, k, v)
-                for k, v in (metas[g] if g < len(metas) else ()):
-                    dict.__setitem__(pg, k, v)
-                pg._owner, pg._index = self, g
-                views.append(pg)
+                views.append(_group_view(_spec_values(spec, gs.hyper, metas[g] if g < len(metas) else ()), self, g))
             self.__dict__["_views"] = views
         return views
 
@@ -431,16 +447,8 @@ class Optimizer:
         c = pt.Control(dict(spec.host[0]))
         metas = spec.host[1]
         for g, (gspec, gs) in enumerate(zip(spec.groups, self._gs)):
-            pg = ParamGroup()
-            dict.__setitem__(pg, "params", list(gspec.params))
-            for k, v in gspec.statics:
-                dict.__setitem__(pg, k, list(v) if k == "param_names" else v)
-            for k, v in gs.hyper.items():
-                dict.__setitem__(pg, k, _python(_leaf_value(v)))
-            for k, v in (metas[g] if g < len(metas) else ()):
-                dict.__setitem__(pg, k, v)
-            pg._owner, pg._index = c, g
-            c.groups.append(pg)
+            hyper = {k: _python(_leaf_value(v)) for k, v in gs.hyper.items()}
+            c.groups.append(_group_view(_spec_values(gspec, hyper, metas[g] if g < len(metas) else ()), c, g))
             c.numeric.append(gspec.numeric)
             c.tokens.append(list(gspec.params))
         c.version = pt.read_handle(self)[1]
@@ -474,7 +482,7 @@ class Optimizer:
             raise RuntimeError("add_param_group inside a jitted function is not supported: add the "
                                "group outside jit, before the step is traced")
         if not isinstance(param_group, dict):
-            raise TypeError(f"param_group must be a dict, but got {_tname(param_group)}")
+            raise TypeError(f"param_group must be a dict, but got {type_name(param_group)}")
         with c.lock:
             live = self if not c.groups else self._live()
             live._add_group(c, dict(param_group))
@@ -498,7 +506,7 @@ class Optimizer:
         for p in params:
             if not isinstance(p, Parameter):
                 raise TypeError("optimizer can only optimize jparam.nn.Parameter objects, but one of "
-                                f"the params is {_tname(p)} (pass model.parameters())")
+                                f"the params is {type_name(p)} (pass model.parameters())")
         seen, uniq = set(), []
         for p in params:
             if id(p) in seen:
@@ -585,7 +593,7 @@ class Optimizer:
             raise TypeError("jparam optimizers take no closure: compute the loss with jparam.backward first")
         if not isinstance(model, Module):
             raise TypeError("opt.step(model): expected the jparam.nn.Module whose parameters carry "
-                            f".grad, got {_tname(model)}")
+                            f".grad, got {type_name(model)}")
         d = self.__dict__
         if d["_outer"]:
             pt.ensure_current(self)
@@ -712,13 +720,13 @@ class Optimizer:
         live = self._live()
         if not isinstance(state_dict, dict) or "param_groups" not in state_dict:
             raise TypeError("optimizer state_dict must be a dict with 'state' and 'param_groups', got "
-                            f"{_tname(state_dict) if not isinstance(state_dict, dict) else sorted(state_dict)}")
+                            f"{type_name(state_dict) if not isinstance(state_dict, dict) else sorted(state_dict)}")
         saved = state_dict["param_groups"]
         saved_state = state_dict.get("state", {})
         if not isinstance(saved, (list, tuple)) or not all(isinstance(s, dict) for s in saved):
             raise TypeError("state_dict['param_groups'] must be a list of dicts")
         if not isinstance(saved_state, dict):
-            raise TypeError(f"state_dict['state'] must be a dict, got {_tname(saved_state)}")
+            raise TypeError(f"state_dict['state'] must be a dict, got {type_name(saved_state)}")
         if len(saved) != len(c.groups):
             raise ValueError(f"loaded state dict has a different number of parameter groups "
                              f"({len(saved)}) than the optimizer ({len(c.groups)})")
@@ -758,7 +766,7 @@ class Optimizer:
                 known.add(key)
                 entry = saved_state.get(key, {}) if key is not None else {}
                 if not isinstance(entry, dict):
-                    raise TypeError(f"state[{sid}] must be a dict, got {_tname(entry)}")
+                    raise TypeError(f"state[{sid}] must be a dict, got {type_name(entry)}")
                 w = f"state[{sid}] (param_groups[{g}] parameter {j})"
                 if entry and expected is not None:
                     got = set(entry)
@@ -805,30 +813,68 @@ class Optimizer:
             live.__dict__["_views"] = None
         pt.note_edit()
 
+    # ------------------------------------------------------------------ pickle and copies
+    def __reduce__(self):
+        """``pickle.dumps(opt)``: the optimizer as it is now (any incarnation pickles as its
+        newest, so ``opt`` and a scheduler's ``optimizer`` load as one object); loading gives
+        a new, independent optimizer (see ``docs/optim.md``, "Pickling and copies")."""
+        live, state = self._copyable("pickled")
+        if live is not self:
+            return (_same_optimizer, (live,))
+        tx = state["tx"]
+        if tx is not None:
+            try:
+                pickle.dumps(tx)
+            except Exception:
+                raise TypeError(f"this {type(self).__name__} wraps an optax transformation, which pickle "
+                                "cannot store (its functions are closures); copy.deepcopy(opt) works, and "
+                                "opt.state_dict() holds its state") from None
+        state["placement"] = None  # unpickled arrays are on the default device
+        return (_restore, (type(self), state))
+
     def __deepcopy__(self, memo: dict) -> "Optimizer":
-        """An independent optimizer with copies of this one's current values and state."""
-        live = self._live()
+        """An independent optimizer with copies of this one's current values and state
+        (parameters copied in the same ``deepcopy`` call stay its parameters, as in torch)."""
+        live, state = self._copyable("copied")
+        if live is not self:
+            return copy.deepcopy(live, memo)
+        kept = {k: state.pop(k) for k in ("gs", "tx", "placement")}
+        state = copy.deepcopy(state, memo)
+        state.update(kept, gs=jax.tree_util.tree_map(lambda x: x.copy() if hasattr(x, "copy") else x, kept["gs"]))
+        return _restore(type(self), state)
+
+    def __copy__(self) -> "Optimizer":
+        """``copy.copy(opt)``: the same optimizer (as torch's shallow copy shares its groups and
+        state)."""
+        return self._successor(self._gs)
+
+    def _copyable(self, verb: str) -> Tuple["Optimizer", Optional[Dict[str, Any]]]:
+        """The newest incarnation, made current, and its snapshot if it is this one (taken
+        under the control's lock, so no host-side edit lands between its values and leaves)."""
         c = self._host()
-        new = object.__new__(type(self))
-        d = new.__dict__
-        nc = pt.Control(copy.deepcopy(c.defaults, memo) if c is not None else dict(live._spec.host[0]))
-        if c is not None:
-            with c.lock:
-                _pull_from_newest(c)
-                for g, pg in enumerate(c.groups):
-                    q = ParamGroup()
-                    for k, v in pg.items():
-                        dict.__setitem__(q, k, copy.deepcopy(v, memo))
-                    q._owner, q._index = nc, g
-                    nc.groups.append(q)
-                nc.numeric, nc.tokens = list(c.numeric), [list(t) for t in c.tokens]
-                nc.placement, nc.root_ref, nc.version = c.placement, c.root_ref, c.version
-        d["_gs"] = jax.tree_util.tree_map(lambda x: x.copy() if hasattr(x, "copy") else x, live._gs)
-        d["_spec"], d["_control"], d["_views"], d["_outer"] = live._spec, nc, None, True
-        d["_seq"] = pt.next_seq()
-        d["_handle"] = pt.handle_array(nc)
-        nc.add(new)
-        return new
+        if c is None:
+            where = ("inside a jitted function: return it from the function and " if not self.__dict__["_outer"]
+                     else "when its handle is not an array (a tree_map result, or donated): ")
+            raise TypeError(f"an optimizer cannot be {verb} {where}use the optimizer the step returned")
+        with c.lock:
+            _pull_from_newest(c)
+            live = self._live()
+            return live, (self._snapshot() if live is self else None)
+
+    def _snapshot(self) -> Dict[str, Any]:
+        """What :func:`_restore` rebuilds this (live) incarnation from (call under the control's
+        lock). Parameters outside a model are named by :func:`token_ref` (shared with the
+        parameters in one pickle)."""
+        c, spec = self._control, self._spec
+
+        def params(ps: Any) -> list:
+            return list(ps) if spec.positional else [token_ref(t) for t in ps]
+
+        return {"groups": [{k: params(v) if k == "params" else v for k, v in pg.items()} for pg in c.groups],
+                "defaults": c.defaults, "numeric": list(c.numeric), "version": c.version,
+                "tokens": [[token_ref(t) for t in ts] for ts in c.tokens], "placement": c.placement,
+                "gs": self._gs, "specs": [s._replace(params=tuple(params(s.params))) for s in spec.groups],
+                "positional": spec.positional, "layout": spec.layout, "metas": spec.host[1], "tx": spec.tx}
 
     def __repr__(self) -> str:
         s = type(self).__name__ + " ("
@@ -843,6 +889,30 @@ class Optimizer:
 pt.register(Optimizer)
 
 
+def _same_optimizer(opt: Optimizer) -> Optimizer:
+    return opt
+
+
+def _restore(cls: type, state: Dict[str, Any]) -> Optimizer:
+    """A new optimizer (a new control block, so a new serial: never one of a live optimizer)
+    from ``Optimizer._snapshot`` after a pickle round trip or a deepcopy."""
+    def value(t: Any) -> Any:
+        return getattr(t, "value", t)  # a _Token's (fresh) token; positions stay
+
+    c = pt.Control(state["defaults"])
+    for g, values in enumerate(state["groups"]):
+        values = {k: [value(t) for t in v] if k == "params" else v for k, v in values.items()}
+        c.groups.append(_group_view(values, c, g))
+    c.numeric = [tuple(n) for n in state["numeric"]]
+    c.tokens = [[t.value for t in ts] for ts in state["tokens"]]
+    c.version, c.placement = state["version"], state["placement"]
+    specs = tuple(s._replace(params=tuple(value(t) for t in s.params)) for s in state["specs"])
+    obj = object.__new__(cls)
+    obj._attach(state["gs"], Spec(cls, specs, state["positional"], state["layout"], state["tx"],
+                                  (c.defaults, state["metas"])), c)
+    return obj
+
+
 def _same_model(prev: Any, root: Any, token_groups: list) -> bool:
     """Whether ``root`` is a rebuilt copy (after jit) of the model ``prev``: it holds every
     earlier parameter's identity token."""
@@ -853,13 +923,13 @@ def _same_model(prev: Any, root: Any, token_groups: list) -> bool:
 
 
 def _as_array(v: Any, where: str) -> Any:
-    """A state value as a NumPy/jax array (torch tensors converted), numeric dtypes only."""
-    if hasattr(v, "detach"):  # a torch tensor
-        v = v.detach().cpu().numpy()
+    """A state value as a NumPy/jax array (torch tensors converted exactly), numeric dtypes only."""
+    if is_torch_tensor(v):
+        v = to_numpy(v, where)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         v = np.asarray(v, np.float32)
     if not isinstance(v, (jax.Array, np.ndarray, np.generic)):
-        raise TypeError(f"{where} is a {_tname(v)}, expected an array")
+        raise TypeError(f"{where} is a {type_name(v)}, expected an array")
     if not (jnp.issubdtype(v.dtype, jnp.floating) or jnp.issubdtype(v.dtype, jnp.integer)
             or v.dtype == np.bool_):
         raise TypeError(f"{where} has dtype {v.dtype}, expected a real (float) array")

@@ -3,6 +3,10 @@ class (:class:`RMSprop`): torch.optim.RMSprop (eps outside the sqrt, centered, m
 
 Example:
     >>> opt = optim.RMSprop(model.parameters(), lr=1e-2, momentum=0.9, centered=True)
+    >>> loss, model = jparam.backward(loss_fn, model, x, y)
+    >>> model, opt = opt.step(model)
+    >>> sorted(opt.state_dict()["state"][0])  # torch's state names
+    ['grad_avg', 'momentum_buffer', 'square_avg', 'step']
 """
 from __future__ import annotations
 
@@ -40,6 +44,10 @@ def rmsprop(lr: Any = 1e-2, alpha: Any = 0.99, eps: Any = 1e-8, weight_decay: An
 
     Example:
         >>> tx = rmsprop(1e-2, momentum=0.9, has_momentum=True)
+        >>> p, g = [jnp.array([1.0, -2.0])], [jnp.array([0.5, -3.0])]
+        >>> u, state = tx.update(g, tx.init(p), p)
+        >>> print(np.asarray(u[0]).round(4))  # first step: b = g / sqrt((1-alpha) g^2) = 10 sign(g)
+        [-0.1  0.1]
     """
 
     def init(params):
@@ -87,7 +95,11 @@ class RMSprop(TxOptimizer):
 
     Example:
         >>> opt = optim.RMSprop(model.parameters(), lr=1e-2, alpha=0.99)
-        >>> model, opt = opt.step(model)
+        >>> _, stepped = jparam.backward(loss_fn, model, x, y)
+        >>> stepped, opt = opt.step(stepped)
+        >>> moved = np.abs(np.asarray(stepped.weight - model.weight))
+        >>> print(moved.round(4).min(), moved.round(4).max())  # lr g / sqrt((1-alpha) g^2) = 10 lr
+        0.1 0.1
     """
 
     _static_keys = ("centered", "maximize")

@@ -4,7 +4,10 @@ Momentum, dampening, Nesterov, weight decay and maximize, step for step equal to
 
 Example:
     >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> loss, model = jparam.backward(loss_fn, model, x, y)
     >>> model, opt = opt.step(model)
+    >>> sorted(opt.state_dict()["state"][0])  # torch's state names
+    ['momentum_buffer']
 """
 from __future__ import annotations
 
@@ -43,6 +46,10 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
 
     Example:
         >>> tx = sgd(0.1, 0.9, has_momentum=True, nesterov=True)
+        >>> p, g = [jnp.array([1.0, -2.0])], [jnp.array([0.5, -3.0])]
+        >>> u, state = tx.update(g, tx.init(p), p)
+        >>> print(np.asarray(u[0]).round(4))  # first step: b = g, then -lr (g + mu b) = -0.19 g
+        [-0.095  0.57 ]
     """
 
     def init(params):
@@ -97,7 +104,11 @@ class SGD(TxOptimizer):
 
     Example:
         >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        >>> model, opt = opt.step(model)
+        >>> _, stepped = jparam.backward(loss_fn, model, x, y)
+        >>> g = np.asarray(stepped.weight.grad)
+        >>> stepped, opt = opt.step(stepped)
+        >>> np.allclose(stepped.weight, model.weight - 0.1 * g)  # first step: b = g, p -= lr b
+        True
     """
 
     _static_keys = ("nesterov", "maximize")

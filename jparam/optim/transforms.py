@@ -14,6 +14,8 @@ Example:
     >>> tx = adam(1e-3, betas=(0.9, 0.999), weight_decay=0.1)
     >>> updates, state = tx.update({"w": jnp.full(3, 0.5)}, tx.init(params), params)
     >>> params = optax.apply_updates(params, updates)
+    >>> params["w"]  # L2 decay: g = 0.5 + 0.1 * 1; Adam's first step moves by lr * sign(g)
+    Array([0.999, 0.999, 0.999], dtype=float32)
 """
 from jparam.optim._transform import TorchTransform
 from jparam.optim.adadelta import AdadeltaState, adadelta

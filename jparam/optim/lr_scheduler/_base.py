@@ -142,6 +142,8 @@ class LRScheduler:
         Example:
             >>> sched = lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
             >>> tx = optax.sgd(sched.schedule())
+            >>> [float(sched.schedule()(count)) for count in range(5)]  # 0.1 halved every 2 steps
+            [0.10000000149011612, 0.10000000149011612, 0.05000000074505806, 0.05000000074505806, 0.02500000037252903]
         """
         return lambda count: self.lr_at(count)[group]
 

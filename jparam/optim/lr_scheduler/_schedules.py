@@ -19,23 +19,31 @@ __all__ = ["LambdaLR", "MultiplicativeLR", "PolynomialLR", "StepLR", "MultiStepL
 
 
 # ---------------------------------------------------------------------------- simple schedulers
+def _per_group(optimizer: Any, lr_lambda: Union[Callable, Sequence[Callable]]) -> List[Callable]:
+    """One function per parameter group: ``lr_lambda`` repeated, or a list of one per group."""
+    if not isinstance(lr_lambda, (list, tuple)):
+        return [lr_lambda] * len(optimizer.param_groups)
+    if len(lr_lambda) != len(optimizer.param_groups):
+        raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
+    return list(lr_lambda)
+
+
 class LambdaLR(LRScheduler):
     """``lr = base_lr * lr_lambda(epoch)``; ``lr_at`` works when ``lr_lambda`` uses jnp-compatible ops.
 
     Example:
         >>> sched = lr_scheduler.LambdaLR(opt, lambda e: 0.95 ** e)
+        >>> for epoch in range(3):
+        ...     sched.step()
+        >>> sched.get_last_lr()  # torch's value (0.1 * 0.95 ** 3)
+        [0.0857375]
     """
 
     def __init__(self, optimizer: Any, lr_lambda: Union[Callable, Sequence[Callable]],
                  last_epoch: int = -1) -> None:
         self.optimizer = optimizer
         _check_optimizer(optimizer)
-        if not isinstance(lr_lambda, (list, tuple)):
-            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
-        else:
-            if len(lr_lambda) != len(optimizer.param_groups):
-                raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
-            self.lr_lambdas = list(lr_lambda)
+        self.lr_lambdas = _per_group(optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
     def state_dict(self) -> Dict[str, Any]:
@@ -64,18 +72,17 @@ class MultiplicativeLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.MultiplicativeLR(opt, lambda e: 0.95)
+        >>> for epoch in range(3):
+        ...     sched.step()
+        >>> sched.get_last_lr()  # torch's value (0.1 * 0.95 * 0.95 * 0.95)
+        [0.0857375]
     """
 
     def __init__(self, optimizer: Any, lr_lambda: Union[Callable, Sequence[Callable]],
                  last_epoch: int = -1) -> None:
         self.optimizer = optimizer
         _check_optimizer(optimizer)
-        if not isinstance(lr_lambda, (list, tuple)):
-            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
-        else:
-            if len(lr_lambda) != len(optimizer.param_groups):
-                raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
-            self.lr_lambdas = list(lr_lambda)
+        self.lr_lambdas = _per_group(optimizer, lr_lambda)
         for fn in self.lr_lambdas:
             if not callable(fn):
                 raise TypeError(f"lr_lambda should be a function, but got {type(fn).__name__}")
@@ -96,6 +103,10 @@ class PolynomialLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.PolynomialLR(opt, total_iters=50, power=0.9)
+        >>> for epoch in range(10):
+        ...     sched.step()
+        >>> sched.get_last_lr()  # torch's value (by its recursion)
+        [0.08180521460508584]
     """
 
     def __init__(self, optimizer: Any, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
@@ -126,6 +137,10 @@ class StepLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
+        >>> for epoch in range(30):
+        ...     sched.step()
+        >>> sched.get_last_lr()  # torch's value (0.1 * 0.1 in float64)
+        [0.010000000000000002]
     """
 
     def __init__(self, optimizer: Any, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
@@ -152,6 +167,10 @@ class MultiStepLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.MultiStepLR(opt, milestones=[30, 80], gamma=0.1)
+        >>> for epoch in range(80):
+        ...     sched.step()
+        >>> sched.get_last_lr()  # torch's value (two decays)
+        [0.0010000000000000002]
     """
 
     def __init__(self, optimizer: Any, milestones: Iterable[int], gamma: float = 0.1,
@@ -183,6 +202,10 @@ class ConstantLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.ConstantLR(opt, factor=0.5, total_iters=4)
+        >>> for epoch in range(3):
+        ...     sched.step()
+        >>> sched.get_last_lr()  # torch's value (still 0.5 * lr before epoch 4)
+        [0.05]
     """
 
     def __init__(self, optimizer: Any, factor: float = 1.0 / 3, total_iters: int = 5,
@@ -215,6 +238,10 @@ class LinearLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=10)  # warm-up
+        >>> for epoch in range(5):
+        ...     sched.step()
+        >>> sched.get_last_lr()  # torch's value (halfway from 0.01 to 0.1)
+        [0.055000000000000014]
     """
 
     def __init__(self, optimizer: Any, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
@@ -254,6 +281,10 @@ class ExponentialLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.ExponentialLR(opt, gamma=0.95)
+        >>> for epoch in range(3):
+        ...     sched.step()
+        >>> sched.get_last_lr()  # torch's value (0.1 * 0.95 ** 3)
+        [0.0857375]
     """
 
     def __init__(self, optimizer: Any, gamma: float, last_epoch: int = -1) -> None:
@@ -282,6 +313,10 @@ class CosineAnnealingLR(LRScheduler):
 
     Example:
         >>> sched = lr_scheduler.CosineAnnealingLR(opt, T_max=100, eta_min=1e-5)
+        >>> for epoch in range(50):
+        ...     sched.step()
+        >>> sched.get_last_lr()  # torch's value (halfway: (0.1 + 1e-5) / 2)
+        [0.05000500000000003]
     """
 
     def __init__(self, optimizer: Any, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:

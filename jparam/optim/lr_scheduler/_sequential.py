@@ -20,6 +20,12 @@ class SequentialLR(LRScheduler):
         >>> warm = lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=5)
         >>> cos = lr_scheduler.CosineAnnealingLR(opt, T_max=95)
         >>> sched = lr_scheduler.SequentialLR(opt, [warm, cos], milestones=[5])
+        >>> lrs = []
+        >>> for epoch in range(6):
+        ...     lrs.append(sched.get_last_lr()[0])
+        ...     sched.step()
+        >>> lrs  # torch's values: linear warm-up to 0.1, then the cosine starts
+        [0.010000000000000002, 0.028000000000000004, 0.046000000000000006, 0.064, 0.082, 0.1]
     """
 
     def __init__(self, optimizer: Any, schedulers: Sequence[LRScheduler], milestones: Sequence[int],
