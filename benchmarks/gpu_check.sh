@@ -74,7 +74,7 @@ else
     CASES_BIG=${CASES_BIG:-gpt_gpu cnn_gpu}; CASES_SMALL=${CASES_SMALL:-gpt cnn mlp_small}
     ROUNDS=${ROUNDS:-5}; ROUND_S=${ROUND_S:-0.2}
     RESULTS=$ROOT/benchmarks/results
-    TESTS=${TESTS:-$(ls tests/test_core_*.py tests/test_optim_*.py tests/test_layers_*.py \
+    TESTS=${TESTS:-$(ls tests/test_core_*.py tests/test_autodiff.py tests/test_optim_*.py tests/test_layers_*.py \
         tests/test_attention.py tests/test_rnn.py tests/test_transformer.py tests/test_amp_*.py \
         tests/test_fast_paths.py \
         2>/dev/null | tr '\n' ' ')}
