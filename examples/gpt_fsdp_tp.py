@@ -11,7 +11,7 @@ flag only concerns the CPU platform). The steps are the ones of ``docs/sharding.
    (``ColwiseParallel`` then ``RowwiseParallel``); ``fully_shard`` shards every large
    parameter over ``fsdp``. The tied embedding / head weight is one leaf: the rule on
    ``head.weight`` shards it.
-3. ``materialize`` builds the model in host memory and sends each device only its shards.
+3. ``materialize`` initialises the model on the devices, each computing only its shards.
 4. The optimizer, built after placement, keeps its state next to each shard; the step is
    jitted once with ``in_shardings``/``out_shardings`` from ``jparam.distributed.shardings``
    and donates the model and optimizer.
@@ -107,9 +107,7 @@ def train_step(model, opt, x, y):
 
 def build(mesh, vocab_size: int, min_size: int = 1024, **cfg):
     """The sharded GPT: abstract build, TP plan, FSDP, then materialised in its shards."""
-    rng_state = jparam.get_rng_state()  # the abstract build draws too: materialise from the same state
     abstract = jax.eval_shape(lambda: GPT(vocab_size, **cfg))
-    jparam.set_rng_state(rng_state)
     dist.parallelize_module(abstract, mesh, TP_PLAN)
     dist.fully_shard(abstract, mesh, axis="fsdp", min_size=min_size)
     return dist.materialize(lambda: GPT(vocab_size, **cfg), abstract)

@@ -114,14 +114,31 @@ def _spec(s: Any, where: str) -> Spec:
                               "mappings of tensors")
 
 
-def _user_meta(node: Any) -> tuple:
-    """(shape with None for dynamic dims, dtype kind) of a user input placeholder."""
+def _bound(v: Any) -> Optional[int]:
+    """A range bound as an int, None when infinite (sympy's ``oo``, torch's ``int_oo``)."""
+    try:
+        return int(v)
+    except Exception:
+        return None
+
+
+def _dim_meta(d: Any, ranges: dict) -> Any:
+    """A static dim as its int; a dynamic one as ``(min, max)`` from the export's range
+    constraints (a bound None when unbounded), or None when it is an expression."""
+    if isinstance(d, int):
+        return d
+    vr = ranges.get(d.node.expr)
+    return None if vr is None else (_bound(vr.lower), _bound(vr.upper))
+
+
+def _user_meta(node: Any, ranges: dict) -> tuple:
+    """(shape, dtype kind) of a user input placeholder; see :func:`_dim_meta` for the dims."""
     import torch
 
     val = node.meta.get("val")
     if not isinstance(val, torch.Tensor):
         return None
-    shape = tuple(d if isinstance(d, int) else None for d in val.shape)
+    shape = tuple(_dim_meta(d, ranges) for d in val.shape)
     kind = "b" if val.dtype == torch.bool else ("f" if val.is_floating_point() else
                                               ("c" if val.is_complex() else "i"))
     return (shape, kind)
@@ -155,7 +172,7 @@ def capture(tmodel: Any, args: tuple, kwargs: Optional[dict], dynamic_shapes: An
             if isinstance(spec.arg, gs.ConstantArgument):
                 user_consts.append((n_user, spec.arg.value))
             inputs.append((ph.name, "user", n_user))
-            user_meta.append(_user_meta(ph))
+            user_meta.append(_user_meta(ph, ep.range_constraints))
             n_user += 1
         else:
             raise NotImplementedError(f"jparam.from_torch: graph input {ph.name} of kind "

@@ -174,7 +174,9 @@ class Graph:
     mutations: ``(buffer name, Ref)``: buffers the forward updates (BatchNorm statistics)
     in_spec:   the structure of ``(args, kwargs)``; ``user_constants`` the specialised
                non-tensor user inputs ``(flat index, value)``; ``user_meta`` per user
-               input ``(shape with None for a dynamic dim, dtype kind "f"/"i"/"b")`` or None
+               input ``(shape, dtype kind "f"/"i"/"b"/"c")`` or None, a dim of the shape an
+               int (static), ``(min, max)`` (dynamic; a bound None when unbounded) or None
+               (dynamic, unchecked)
     """
 
     inputs: tuple

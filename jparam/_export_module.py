@@ -216,11 +216,19 @@ class ExportedModule(Module):
             return value
         x = to_jax_array(value, f"input {ph!r}")
         shape, kind = meta
-        if len(shape) != x.ndim or any(s is not None and s != d for s, d in zip(shape, x.shape)):
-            want = tuple("*" if s is None else s for s in shape)
+        if len(shape) != x.ndim or any(isinstance(s, int) and s != d for s, d in zip(shape, x.shape)):
+            want = tuple(s if isinstance(s, int) else "*" for s in shape)
             raise ValueError(f"{type(self).__name__}: input {ph!r} has shape {tuple(x.shape)}, "
                              f"expected {want} as exported (* = a dynamic dim; declare more "
                              "with from_torch(..., dynamic_shapes=...))")
+        for i, (s, d) in enumerate(zip(shape, x.shape)):
+            if isinstance(s, (tuple, list)) and not ((s[0] is None or d >= s[0]) and
+                                                     (s[1] is None or d <= s[1])):
+                lo, hi = ("" if b is None else b for b in s)
+                raise ValueError(f"{type(self).__name__}: input {ph!r} has shape "
+                                 f"{tuple(x.shape)}: dim {i} is {d}, outside the range "
+                                 f"[{lo}, {hi}] of its dynamic dim at export (torch's exported "
+                                 "program refuses it too)")
         if _kind_of(x.dtype) != kind:
             names = {"f": "floating", "i": "integer", "b": "bool", "c": "complex"}
             raise TypeError(f"{type(self).__name__}: input {ph!r} has dtype {x.dtype}, expected "

@@ -10,7 +10,7 @@ import glob
 import os
 import shutil
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -64,6 +64,27 @@ def save_sharded(obj: Any, directory: str | os.PathLike, *, force: bool = False)
     state = {}
     for k, v in _state(obj, "jparam.save_sharded").items():
         state[k] = v if isinstance(v, (jax.Array, np.ndarray)) else to_numpy(v, k)
+    ck = ocp.StandardCheckpointer()
+    try:
+        _write_beside(directory, lambda path: _orbax_save(ck, path, state), force)
+    finally:
+        ck.close()
+
+
+def _orbax_save(ck: Any, path: str, tree: Any) -> None:
+    ck.save(path, tree)
+    ck.wait_until_finished()
+
+
+def _write_beside(directory: str | os.PathLike, write: Callable[[str], None], force: bool) -> None:
+    """Run ``write(path)`` to create a checkpoint directory at ``path``, atomically at ``directory``.
+
+    ``write`` fills ``<directory>.jparam-new`` completely before anything existing is
+    touched; then the new directory is swapped in by two renames (the previous one is
+    parked at ``<directory>.jparam-old`` between them).  A crash at any point leaves a
+    loadable checkpoint at ``directory`` or at the parking place, which the next call puts
+    back; a partly written ``.jparam-new`` is removed.  Multi-host: every process calls
+    ``write``, process 0 renames, all wait for each other between the phases."""
     directory = os.path.abspath(os.fspath(directory)).rstrip(os.sep)
     new, old = directory + _NEW_SUFFIX, directory + _OLD_SUFFIX
     primary = jax.process_index() == 0
@@ -72,16 +93,12 @@ def save_sharded(obj: Any, directory: str | os.PathLike, *, force: bool = False)
     _sync("jparam_save_sharded_start")
     if os.path.exists(directory) and not force:
         raise FileExistsError(f"{directory} already exists; pass force=True to replace it")
-    ck = ocp.StandardCheckpointer()
     try:
-        ck.save(new, state)  # complete before anything existing is touched
-        ck.wait_until_finished()
+        write(new)  # complete before anything existing is touched
     except BaseException:
         if primary:
             _remove_new(directory)
         raise
-    finally:
-        ck.close()
     _sync("jparam_save_sharded_written")
     if primary:
         if os.path.exists(directory):

@@ -124,3 +124,37 @@ def test_errors():
         init.kaiming_uniform_(P(3, 3), mode="fan_avg")
     with pytest.raises(ValueError, match="Unsupported nonlinearity"):
         init.calculate_gain("swish")
+
+
+def test_traced_construction_draws_with_jax_random_in_torchs_distributions(monkeypatch):
+    """Under jax.jit / jax.eval_shape (materialize, meta init) the initialisers draw with
+    jax.random, never a host NumPy array; the distributions are torch's formulas."""
+    import jax
+    import jparam._random as jrandom
+    from jparam import nn
+
+    def no_host_draw(*a, **k):
+        raise AssertionError("a NumPy draw on the host while traced")
+
+    monkeypatch.setattr(jrandom, "_host_rng", no_host_draw)
+    jparam.manual_seed(0)
+    shapes = jax.eval_shape(lambda: nn.Linear(300, 200))
+    assert shapes.weight.shape == (200, 300)
+    lin, emb, conv = jax.jit(lambda: (nn.Linear(300, 200), nn.Embedding(100, 64), nn.Conv2d(8, 16, 3)))()
+    for w, fan_in in ((lin.weight, 300), (lin.bias, 300), (conv.weight, 72), (conv.bias, 72)):
+        w = np.asarray(w, np.float64)
+        bound = 1 / math.sqrt(fan_in)          # kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))
+        assert np.abs(w).max() <= bound
+        assert abs(w.mean()) < 4 * bound / math.sqrt(3 * w.size)
+        if w.size > 1000:
+            assert np.abs(w).max() > 0.99 * bound
+            assert abs(w.std() - bound / math.sqrt(3)) < 0.03 * bound / math.sqrt(3)
+    e = np.asarray(emb.weight, np.float64)
+    assert abs(e.mean()) < 4 / math.sqrt(e.size) and abs(e.std() - 1) < 0.03
+    monkeypatch.undo()
+    # eagerly, the NumPy stream (torch-equal values elsewhere in this file) is unchanged
+    jparam.manual_seed(0)
+    a = np.asarray(nn.Linear(300, 200).weight)
+    jparam.manual_seed(0)
+    assert np.array_equal(a, np.asarray(nn.Linear(300, 200).weight))
+    assert not np.array_equal(a, np.asarray(lin.weight))

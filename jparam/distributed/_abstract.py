@@ -1,9 +1,9 @@
 """Models too big for one device: build abstractly, place, then create the arrays in their shards.
 
 ``jax.eval_shape(lambda: GPT(cfg))`` is jparam's meta device: the constructor runs with
-every array abstract (a ``jax.ShapeDtypeStruct``), so nothing is allocated on a device.
+every array abstract (a ``jax.ShapeDtypeStruct``), so nothing is allocated.
 :func:`fully_shard` / :func:`parallelize_module` give those structs their shardings, and
-:func:`materialize` (initialise on the host, send each device its shards) or
+:func:`materialize` (the constructor compiled to create each device's shards) or
 :func:`to_empty` + a sharded load creates the arrays directly in their shards.
 """
 from __future__ import annotations
@@ -27,13 +27,17 @@ def _abstract_model(like: Any, fname: str) -> Module:
 
 
 def materialize(fn: Callable[[], Module], like: Module) -> Module:
-    """Build the model with its constructor ``fn`` in host memory, then send each device only
-    its shards of every array, as placed in the abstract model ``like``.
+    """Run the constructor ``fn`` so that every array is created directly in its shards, as
+    placed in the abstract model ``like``: each device allocates only its shards, and no
+    array of a parameter's full size exists on the host or on any one device.
 
-    The constructor runs on JAX's CPU backend (host RAM holds the model once, as when torch
-    users build on CPU before sharding); ``jax.device_put`` then transfers each shard to its
-    device, so no accelerator ever holds more than its shards.  Parameters get the values an
-    eager ``fn()`` gets from the same ``jparam.manual_seed`` state.
+    ``fn`` is traced under ``jax.jit(out_shardings=shardings(like))``.  While traced, the
+    initialisers of :mod:`jparam.nn.init` draw with ``jax.random`` (XLA partitions the
+    generator, so every device computes only its shard) from keys of jparam's generator:
+    the same distributions as an eager ``fn()`` (torch's formulas), reproducible from
+    ``jparam.manual_seed``, but another random stream than the eager NumPy draws.  To get
+    exactly the values of an eager build, build eagerly and ``jax.device_put`` it, or load a
+    checkpoint into :func:`to_empty`.
 
     Example:
         >>> mesh = jax.make_mesh((1,), ("fsdp",))
@@ -42,22 +46,21 @@ def materialize(fn: Callable[[], Module], like: Module) -> Module:
         >>> model = jparam.distributed.materialize(lambda: nn.Linear(64, 32), abstract)
         >>> model.weight.sharding.spec
         P(None, 'fsdp')
+        >>> bool(jnp.abs(model.weight).max() <= 1 / 64 ** 0.5)     # U(±1/sqrt(in_features)), as torch
+        True
     """
     _abstract_model(like, "materialize")
     sh = shardings(like)
-    try:
-        host = jax.devices("cpu")[0]
-    except RuntimeError:  # no CPU backend (JAX_PLATFORMS without cpu): build on the default device
-        host = None
-    if host is None:
+    want = jax.tree_util.tree_structure(like)
+
+    def build() -> Module:
         model = fn()
-    else:
-        with jax.default_device(host):
-            model = fn()
-    if jax.tree_util.tree_structure(model) != jax.tree_util.tree_structure(like):
-        raise ValueError(f"materialize: fn() built a {type(model).__name__} whose structure differs from "
-                         f"the abstract {type(like).__name__} it should be placed like")
-    return jax.device_put(model, sh)
+        if jax.tree_util.tree_structure(model) != want:
+            raise ValueError(f"materialize: fn() built a {type(model).__name__} whose structure differs "
+                             f"from the abstract {type(like).__name__} it should be placed like")
+        return model
+
+    return jax.jit(build, out_shardings=sh)()
 
 
 def to_empty(like: Module) -> Module:

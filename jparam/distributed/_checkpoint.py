@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jparam._checkpoint import _plain_arrays
 from jparam._module import Module
 from jparam._random import get_rng_state, set_rng_state
-from jparam._sharded import _orbax
+from jparam._sharded import _orbax, _orbax_save, _write_beside
 from jparam.distributed._placement import find_mesh
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
@@ -72,7 +72,10 @@ def _entry_state(obj: Any) -> Any:
 def save_checkpoint(directory: str | os.PathLike, *, force: bool = False, **entries: Any) -> None:
     """Save a training state — modules, optimizers, schedulers, plain values — as one sharded
     orbax checkpoint, with the global generator (``jparam.get_rng_state``) and each module's
-    plain arrays (dropout keys).  Written atomically; ``force=True`` replaces ``directory``.
+    plain arrays (dropout keys).  Written atomically, as :func:`jparam.save_sharded`: the
+    new checkpoint is written beside ``directory`` and swapped in by renaming, so with
+    ``force=True`` a crash mid-save leaves the previous checkpoint loadable (the next save
+    to ``directory`` removes what the crash left).
 
     Example:
         >>> import tempfile, os
@@ -83,9 +86,6 @@ def save_checkpoint(directory: str | os.PathLike, *, force: bool = False, **entr
         10
     """
     ocp = _orbax()
-    directory = os.path.abspath(os.fspath(directory))
-    if os.path.exists(directory) and not force:
-        raise FileExistsError(f"{directory} already exists; pass force=True to replace it")
     arrays: dict = {}
     skeleton = {name: _split(_entry_state(obj), name, arrays) for name, obj in entries.items()}
     tree = dict(arrays)
@@ -93,8 +93,7 @@ def save_checkpoint(directory: str | os.PathLike, *, force: bool = False, **entr
     tree[_META] = np.frombuffer(json.dumps({"version": 1, "entries": skeleton}).encode(), np.uint8)
     ck = ocp.StandardCheckpointer()
     try:
-        ck.save(directory, tree, force=force)
-        ck.wait_until_finished()
+        _write_beside(directory, lambda path: _orbax_save(ck, path, tree), force)
     finally:
         ck.close()
 

@@ -58,7 +58,19 @@ def leaf_table(model: Module) -> tuple:
     return table, objs
 
 
+def spelled_out(sharding: NamedSharding, ndim: int) -> NamedSharding:
+    """On an explicit-sharding mesh, ``sharding`` with one spec entry per dimension
+    (``P('fsdp')`` -> ``P('fsdp', None)``): the form JAX gives a jitted step's outputs there,
+    so that the inputs of the first step equal those of every later one (one compile)."""
+    mesh = sharding.mesh
+    if not getattr(mesh, "_any_axis_explicit", False) or len(sharding.spec) >= ndim:
+        return sharding
+    return NamedSharding(mesh, PartitionSpec(*sharding.spec, *(None,) * (ndim - len(sharding.spec))),
+                         memory_kind=sharding.memory_kind)
+
+
 def _place(value: Any, sharding: NamedSharding) -> Any:
+    sharding = spelled_out(sharding, len(value.shape))
     if isinstance(value, jax.ShapeDtypeStruct):
         return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharding)
     if isinstance(value, jax.core.Tracer):
@@ -140,7 +152,7 @@ def shardings(tree: Any, mesh: Optional[Mesh] = None) -> Any:
     Pass the result to ``jax.jit(in_shardings=..., out_shardings=...)`` or ``jax.device_put``.
 
     Example:
-        >>> mesh = jax.make_mesh((1,), ("data",))
+        >>> mesh = jparam.distributed.init_device_mesh("cpu", (1,), mesh_dim_names=("data",))
         >>> model = jparam.distributed.replicate(nn.Linear(4, 2), mesh)
         >>> jparam.distributed.shardings(model).weight.spec
         P()
@@ -173,6 +185,8 @@ def shardings(tree: Any, mesh: Optional[Mesh] = None) -> Any:
                                  "mesh; place the model first (replicate / fully_shard / "
                                  "parallelize_module) or pass mesh=")
             out[i] = NamedSharding(mesh, PartitionSpec())
+        if hasattr(leaves[i], "shape"):
+            out[i] = spelled_out(out[i], len(leaves[i].shape))
     return _unflatten_detached(treedef, out)
 
 
@@ -180,7 +194,7 @@ def partition_specs(tree: Any, mesh: Optional[Mesh] = None) -> Any:
     """The ``PartitionSpec`` of every leaf of ``tree`` (see :func:`shardings`).
 
     Example:
-        >>> mesh = jax.make_mesh((1,), ("data",))
+        >>> mesh = jparam.distributed.init_device_mesh("cpu", (1,), mesh_dim_names=("data",))
         >>> model = jparam.distributed.replicate(nn.Linear(4, 2), mesh)
         >>> jax.tree_util.tree_leaves(jparam.distributed.partition_specs(model))
         [P(), P()]

@@ -86,7 +86,7 @@ def replicate(module: Module, device_mesh: Optional[Mesh] = None) -> Module:
     Shard the batch with :func:`shard_batch`: XLA then all-reduces the gradients.
 
     Example:
-        >>> mesh = jax.make_mesh((1,), ("data",))
+        >>> mesh = jparam.distributed.init_device_mesh("cpu", (1,), mesh_dim_names=("data",))
         >>> model = jparam.distributed.replicate(nn.Linear(4, 2), mesh)
         >>> model.weight.sharding.spec
         P()

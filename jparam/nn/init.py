@@ -9,6 +9,13 @@ array is immutable, so passing one raises a ``TypeError``.
 Every parametrised layer's ``reset_parameters()`` draws its initial values through these
 functions, as torch's layers do.
 
+Eagerly, ``uniform_`` / ``normal_`` (and so the kaiming / xavier initialisers every layer
+uses) draw on the host with NumPy, from a generator seeded by a split of jparam's key.
+While a constructor is traced (``jax.jit`` / ``jax.eval_shape``, as
+``jparam.distributed.materialize`` does to create each device's shards directly) they
+draw with ``jax.random`` from the same generator's keys instead, and ``_empty`` allocates
+nothing on the host: the same distributions, another random stream.
+
 Example:
     >>> from jparam import nn
     >>> lin = nn.Linear(4, 3)
@@ -58,10 +65,19 @@ def _dtype(dtype: Any = None) -> np.dtype:
     return jnp.dtype(jnp.float32 if dtype is None else dtype)
 
 
+def _tracing() -> bool:
+    """Whether a constructor is being traced (``jax.jit`` / ``jax.eval_shape``): then the
+    initialisers emit ``jax.random`` ops rather than building host arrays (which would be
+    baked into the traced program as constants of the full parameter size)."""
+    return isinstance(jax.lax.full((), 0, jnp.uint8), jax.core.Tracer)
+
+
 def _empty(shape: tuple, dtype: Any = None) -> jax.Array:
     """Storage for a parameter that ``reset_parameters()`` fills next (torch.empty).
 
-    Host-allocated zeros, so building a layer compiles nothing per shape."""
+    Eagerly host-allocated zeros, so building a layer compiles nothing per shape."""
+    if _tracing():
+        return jnp.zeros(shape, _dtype(dtype))
     return jnp.asarray(np.zeros(shape, _dtype(dtype)))
 
 
@@ -137,7 +153,7 @@ def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
         True
     """
     shape, dtype = _target(tensor, "uniform_")
-    if generator is None:  # host-side draw: no per-shape compilation at setup time
+    if generator is None and not isinstance(tensor.data, jax.core.Tracer):  # eager: a host draw
         return _set(tensor, _host_uniform(shape, _draw_dtype(dtype), a, b), dtype)
     v = jax.random.uniform(_key(generator), shape, _draw_dtype(dtype), a, b)
     return _set(tensor, v, dtype)
@@ -152,7 +168,7 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
         ((3, 5), dtype('float32'))
     """
     shape, dtype = _target(tensor, "normal_")
-    if generator is None:  # host-side draw: no per-shape compilation at setup time
+    if generator is None and not isinstance(tensor.data, jax.core.Tracer):  # eager: a host draw
         return _set(tensor, _host_normal(shape, _draw_dtype(dtype)) * std + mean, dtype)
     v = jax.random.normal(_key(generator), shape, _draw_dtype(dtype)) * std + mean
     return _set(tensor, v, dtype)

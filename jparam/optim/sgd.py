@@ -62,7 +62,6 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
     neg_lr, mu, wd = -_f32(lr), _f32(momentum), _f32(weight_decay)
     one_minus_damp = 1 - _f32(dampening) if has_dampening else None
     use_buffer = has_momentum and momentum_active
-    started_now = jnp.ones((), bool) if use_buffer else None
 
     def update(grads, state, params):
         def one(g, p, b, started):
@@ -83,7 +82,9 @@ def sgd(lr: Any = 1e-3, momentum: Any = 0.0, dampening: Any = 0.0, weight_decay:
         u, b = _unzip(_tmap(one, grads, params, buf, each), 2)
         # one flag for the whole group (the optimizer shares a 0-d scalar field among the
         # group's parameters instead of splitting a vector of equal entries)
-        started = started_now if use_buffer else state.started
+        # (computed from the old flag, not a constant: an input the step never reads is
+        # pruned from the compiled program, so a donated flag would not be donated)
+        started = jnp.logical_or(state.started, True) if use_buffer else state.started
         return u, _keep(SGDState(b if has_momentum else None, started), state)
 
     def to_torch_state(state):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jparam.amp import _autocast as _amp
+from . import _explicit
 
 __all__ = ["linear", "bilinear"]
 
@@ -20,6 +21,10 @@ def linear(input, weight, bias=None):
         raise ValueError(
             f"linear: input's last dimension {tuple(input.shape)} does not match weight of shape "
             f"{tuple(weight.shape)} (expected (out_features, {input.shape[-1] if input.ndim else '?'}))")
+    mesh = _explicit.explicit_mesh(input, weight) if weight.ndim == 2 else None
+    if mesh is not None:  # JAX's explicit sharding: place the operands as FSDP / Megatron do
+        y = _explicit.linear(input, weight, mesh)
+        return y if bias is None else y + _explicit.like_trailing(bias, y, mesh)
     y = jnp.matmul(input, weight.T) if weight.ndim == 2 else jnp.matmul(input, weight)
     if bias is not None:
         y = y + bias

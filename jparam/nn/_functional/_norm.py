@@ -4,6 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from . import _explicit
 from ._layout import channels_first, channels_last
 from jparam.amp import _autocast as _amp
 
@@ -180,6 +181,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         raise ValueError(f"layer_norm: input shape {tuple(input.shape)} does not end with "
                          f"normalized_shape {ns}")
     axes = tuple(range(input.ndim - len(ns), input.ndim))
+    mesh = _explicit.explicit_mesh(input, weight, bias) if len(ns) == 1 else None
+    if mesh is not None:  # JAX's explicit sharding: an FSDP-sharded weight is gathered
+        weight, bias = _explicit.like_trailing(weight, input, mesh), _explicit.like_trailing(bias, input, mesh)
     return _scale_shift(_standardize(input, axes, eps)[0], weight, bias)
 
 
