@@ -192,6 +192,57 @@ def test_cnn_matches_torch_autocast_bf16():
     _compare(TCNN, JCNN, x, y, tol=4e-2, zero_grads=("conv1.bias", "conv2.bias"))
 
 
+def _eqns(jaxpr):
+    """Every equation of a jaxpr, nested jaxprs (jit, custom_jvp, ...) included."""
+    for e in jaxpr.eqns:
+        yield e
+        for v in e.params.values():
+            for sub in (v if isinstance(v, (tuple, list)) else (v,)):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _eqns(inner)
+
+
+@pytest.mark.parametrize("model", ["gpt", "cnn"])
+def test_training_step_matmuls_run_in_bf16_and_softmax_norms_losses_in_float32(model):
+    """The whole train step (forward and backward) as XLA gets it: every matmul and
+    convolution takes bfloat16 operands — so the numbers above come from low-precision
+    compute, not from a float32 model whose output is cast — while softmax and the loss
+    (their max and log) and the normalisations' rsqrt stay in float32, and gradients come
+    out float32. (GELU is on neither of torch's lists: it runs in bfloat16, exp included.)"""
+    rng = np.random.default_rng(5)
+    if model == "gpt":
+        _, jm = _pair(TGPT, JGPT)
+        tok = rng.integers(0, 64, size=(2, 17)).astype(np.int32)
+        x, y = jnp.asarray(tok[:, :-1]), jnp.asarray(tok[:, 1:])
+    else:
+        _, jm = _pair(TCNN, JCNN)
+        x = jnp.asarray(rng.normal(size=(2, 3, 16, 16)), jnp.float32)
+        y = jnp.asarray(rng.integers(0, 10, size=(2,)), jnp.int32)
+
+    def step(m, x, y):
+        def loss_fn(m, x, y):
+            with jparam.autocast("cpu", dtype=BF16):
+                out = m(x)
+                return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        return jparam.backward(loss_fn, m.zero_grad(), x, y)
+
+    eqns = list(_eqns(jax.make_jaxpr(step)(jm, x, y).jaxpr))
+    mm = [e for e in eqns if e.primitive.name in ("dot_general", "conv_general_dilated")]
+    # GPT: 2 blocks x (4 linears + 2 attention matmuls) + head, forward and two backward
+    # each; CNN: 3 forward, 3 weight gradients, 2 input gradients (not the image's)
+    assert len(mm) == (3 * 13 if model == "gpt" else 8), len(mm)
+    assert all(v.aval.dtype == BF16 for e in mm for v in e.invars), \
+        sorted({(e.primitive.name, str(v.aval)) for e in mm for v in e.invars if v.aval.dtype != BF16})
+    f32_only = [e for e in eqns if e.primitive.name in ("reduce_max", "log", "rsqrt")]
+    assert {e.primitive.name for e in f32_only} >= {"log", "rsqrt"}
+    assert all(e.outvars[0].aval.dtype == jnp.float32 for e in f32_only), \
+        [str(e) for e in f32_only if e.outvars[0].aval.dtype != jnp.float32]
+    loss, m = jax.jit(step)(jm, x, y)
+    assert loss.dtype == jnp.float32
+    assert all(p.grad.dtype == jnp.float32 for p in m.parameters())
+
+
 # ----------------------------------------------------------------------------- per-op policy
 def test_low_precision_ops_match_torch_cpu_autocast():
     rng = np.random.default_rng(2)

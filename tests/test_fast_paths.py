@@ -48,6 +48,57 @@ def test_max_pool_gradient_goes_to_first_max_like_torch(name, shape, kw):
     np.testing.assert_array_equal(np.asarray(g_jit), tx.grad.numpy())
 
 
+@pytest.mark.parametrize("name,shape,kw", [
+    ("max_pool2d", (3, 4, 6, 8), dict(kernel_size=2)),        # 4-element windows: pairwise
+    ("max_pool2d", (3, 4, 6, 8), dict(kernel_size=(2, 4))),   # 8: one variadic reduce
+    ("max_pool1d", (3, 4, 15), dict(kernel_size=5)),
+    ("max_pool3d", (2, 3, 4, 4, 6), dict(kernel_size=2)),
+])
+def test_tiled_max_pool_gradient_with_nans_and_ties_goes_where_torch_sends_it(name, shape, kw):
+    """torch's scan keeps the first of tied maxima but moves to every later NaN, so with
+    several NaNs in a window the LAST one gets the gradient; eager, jit and the values alike."""
+    rng = np.random.default_rng(11)
+    x = _tied(shape, 9)
+    x.reshape(-1)[rng.choice(x.size, x.size // 4, replace=False)] = np.nan
+    ct = rng.standard_normal(getattr(TF, name)(torch.tensor(x), **kw).shape).astype(np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = getattr(TF, name)(tx, **kw)
+    ty.backward(torch.tensor(ct))
+    fn = getattr(F, name)
+    y, vjp = jax.vjp(lambda a: fn(a, **kw), jnp.asarray(x))
+    g_jit = jax.jit(jax.grad(lambda a: jnp.sum(fn(a, **kw) * ct)))(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(y), ty.detach().numpy())
+    np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(ct))[0]), tx.grad.numpy())
+    np.testing.assert_array_equal(np.asarray(g_jit), tx.grad.numpy())
+
+
+def test_max_pool_gradient_reaches_one_element_per_window_when_xla_recomputes_its_input():
+    """Conv-BN-ReLU fused into max pooling under jit: XLA recomputes the pooled activations
+    inside each consumer fusion. An earlier candidate mask (``x == max`` hits, then an
+    exclusive prefix-or over the window) was right eagerly but, compiled here, lost the
+    gradient of the all-zero post-ReLU windows (weight gradient off by up to 50). Every
+    window must pass its gradient to exactly one element, as in torch."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+    p = [rng.uniform(-1 / 3, 1 / 3, (16, 1, 3, 3)).astype(np.float32),
+         rng.uniform(-1 / 3, 1 / 3, 16).astype(np.float32),
+         np.ones(16, np.float32), np.zeros(16, np.float32)]
+    ct = np.sin(np.arange(8 * 16 * 14 * 14, dtype=np.float32)).reshape(8, 16, 14, 14)
+
+    def f(p, x, ct, nn_f):     # nn_f: jparam's or torch's functional
+        h = nn_f.batch_norm(nn_f.conv2d(x, p[0], p[1], padding=1), None, None, p[2], p[3],
+                            training=True)
+        return (nn_f.max_pool2d(nn_f.relu(h), 2) * ct).sum()
+
+    g = jax.jit(jax.grad(lambda p, x, ct: f(p, x, ct, F)))(
+        [jnp.asarray(a) for a in p], jnp.asarray(x), jnp.asarray(ct))
+    tp = [torch.tensor(a, requires_grad=True) for a in p]
+    f(tp, torch.tensor(x), torch.tensor(ct), TF).backward()
+    for name, a, t in zip(("conv weight", "conv bias", "bn weight", "bn bias"), g, tp):
+        np.testing.assert_allclose(np.asarray(a), t.grad.numpy(), rtol=1e-4, atol=2e-4,
+                                   err_msg=name)
+
+
 def test_tiled_max_pool_propagates_nan_and_forward_mode_works():
     x = np.random.default_rng(2).standard_normal((1, 2, 4, 4)).astype(np.float32)
     x[0, 1, 0, 1] = np.nan

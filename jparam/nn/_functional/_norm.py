@@ -44,11 +44,12 @@ def _standardize_plain(x, axes, eps):
 
 
 # The custom JVP states the derivative in closed form,
-#   dx̂ = r (dx - mean(dx) - x̂ mean(x̂ (dx - mean(dx)))),   r = 1/sqrt(var + eps);
-# its transpose is the textbook normalisation backward, a few reductions and one elementwise
-# pass over the activations, where differentiating the two-pass formula materialises several
-# more full-size intermediates. (x̂ mean(x̂ dx) is the same in exact arithmetic; centring dx
-# keeps the input gradient's sum over the normalised axes, exactly zero, at torch's rounding.)
+#   dx̂ = C(P(r dx)),   r = 1/sqrt(var + eps),   P u = u - x̂ mean(x̂ u),   C u = u - mean(u),
+# (C and P commute, as mean(x̂) = 0), in the order whose transpose is the textbook
+# normalisation backward r P(C g): centre the cotangent, project out x̂, scale. A few
+# reductions and one elementwise pass over the activations, where differentiating the
+# two-pass formula materialises several more full-size intermediates; the other order
+# costs XLA a pass more per norm (benchmarks/README.md, "CNN and GPT overhead").
 _standardize_static = jax.custom_jvp(_standardize_plain, nondiff_argnums=(1, 2))
 
 
@@ -65,10 +66,12 @@ def _standardize_jvp(axes, eps, primals, tangents):
     (x,), (dx,) = primals, tangents
     xhat, mean, var = _standardize_static(x, axes, eps)
     r = jax.lax.rsqrt(var + eps)
+    a = r * dx
+    proj = jnp.mean(xhat * a, axis=axes, keepdims=True)        # r mean(x̂ dx)
+    b = a - xhat * proj
+    dxhat = b - jnp.mean(b, axis=axes, keepdims=True)
     dmean = jnp.mean(dx, axis=axes, keepdims=True)
-    proj = jnp.mean(xhat * (dx - dmean), axis=axes, keepdims=True)
-    dxhat = r * (dx - dmean - xhat * proj)
-    dvar = 2 * proj / r                       # d mean((x - mean)²) = 2 mean((x - mean) dx)
+    dvar = 2 * proj / (r * r)                 # d mean((x - mean)²) = 2 mean((x - mean) dx)
     return (xhat, mean, var), (dxhat, dmean, dvar)
 
 

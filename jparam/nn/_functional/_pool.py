@@ -80,6 +80,11 @@ def _reduce_window(input, n, init, op, k, s, pads, outs):
     return channels_first(y, ch)
 
 
+# Windows of up to this many elements pick torch's element by pairwise comparisons (cheap,
+# elementwise); larger ones by one variadic reduce.
+_PAIRWISE_MAX_WINDOW = 4
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _window_max(x, axes):
     """Max over ``axes`` (kept), each spanning one whole, non-overlapping window."""
@@ -88,19 +93,71 @@ def _window_max(x, axes):
 
 @_window_max.defjvp
 def _window_max_jvp(axes, primals, tangents):
-    # torch routes a window's gradient to its FIRST maximum (row-major; NaN counts as the
-    # max). Stating that as "select the first hit, sum over the window" makes the backward an
+    # The gradient of each window goes to the one element torch's max pooling picks (see
+    # _torch_argmax_mask). Stated as "select it, sum over the window", the backward is an
     # elementwise select, where differentiating reduce_window goes through XLA's
     # select-and-scatter (a scatter with index arrays, several times slower on CPU).
     (x,), (dx,) = primals, tangents
     y = _window_max(x, axes)
-    pos = jnp.zeros((), jnp.int32)
-    for a in axes:
-        pos = pos * x.shape[a] + jax.lax.broadcasted_iota(jnp.int32, x.shape, a)
-    hit = (x == y) | (jnp.isnan(x) if jnp.issubdtype(x.dtype, jnp.inexact) else False)
-    first = jnp.min(jnp.where(hit, pos, np.iinfo(np.int32).max), axis=axes, keepdims=True)
-    dy = jnp.sum(jnp.where(pos == first, dx, jnp.zeros((), dx.dtype)), axis=axes, keepdims=True)
-    return y, dy
+    keep = _torch_argmax_mask(x, axes)
+    return y, jnp.sum(jnp.where(keep, dx, jnp.zeros((), dx.dtype)), axis=axes, keepdims=True)
+
+
+def _beats(b, a):
+    """torch's max-pool scan replaces the current ``a`` by a later ``b`` when ``b > a`` or
+    ``b`` is NaN: ties keep the first maximum, NaNs the last NaN."""
+    return (b > a) | jnp.isnan(b) if jnp.issubdtype(b.dtype, jnp.inexact) else b > a
+
+
+def _torch_argmax_mask(x, axes):
+    """True at exactly one element of each window (``axes``, row-major): the index torch's
+    max pooling returns. Decided by comparing the window's elements with each other, never
+    with a separately computed maximum: XLA recomputes ``x`` inside each fusion that reads
+    it (an ``optimization_barrier`` does not stop it), so ``x`` and ``max`` may come from
+    different code, and a window whose ``x == max`` test fails everywhere loses its gradient
+    (tests/test_fast_paths.py has a case where a mask built that way did)."""
+    k = math.prod(x.shape[a] for a in axes)
+    if k > _PAIRWISE_MAX_WINDOW:
+        pos = jnp.zeros((), jnp.int32)
+        for a in axes:
+            pos = pos * x.shape[a] + jax.lax.broadcasted_iota(jnp.int32, x.shape, a)
+
+        # one variadic reduce of (value, index) pairs under torch's order
+        def pick(a, b):
+            (va, ia), (vb, ib) = a, b
+            b_first = ib < ia
+            take_b = jnp.where(b_first, ~_beats(va, vb), _beats(vb, va))
+            return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
+
+        init = (np.array(-np.inf if jnp.issubdtype(x.dtype, jnp.inexact)
+                         else jnp.iinfo(x.dtype).min, x.dtype), np.array(k, np.int32))
+        _, idx = jax.lax.reduce((x, pos), init, pick, axes)
+        return pos == jnp.expand_dims(idx, axes)
+    # small windows: an element wins iff it beats every earlier element of its window and
+    # no later one beats it (the scan's outcome, pairwise); all elementwise, so it fuses
+    elems = []
+    for idx in itertools.product(*(range(x.shape[a]) for a in axes)):   # row-major
+        where = [slice(None)] * x.ndim
+        for a, i in zip(axes, idx):
+            where[a] = slice(i, i + 1)
+        elems.append(x[tuple(where)])
+    wins = []
+    for p, e in enumerate(elems):
+        w = jnp.ones(e.shape, bool)
+        for q, o in enumerate(elems):
+            if q != p:
+                w = w & (_beats(e, o) if q < p else ~_beats(o, e))
+        wins.append(w)
+    return _concat_windows(wins, [x.shape[a] for a in axes], axes)
+
+
+def _concat_windows(parts, sizes, axes):
+    """Put the per-position pieces (row-major over ``axes``) back together."""
+    if not sizes:
+        return parts[0]
+    n = len(parts) // sizes[0]
+    return jnp.concatenate([_concat_windows(parts[i * n:(i + 1) * n], sizes[1:], axes[1:])
+                            for i in range(sizes[0])], axis=axes[0])
 
 
 def _tiled_max_pool(input, n, k, outs):
