@@ -49,6 +49,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jparam._tracing import trace_state_clean
 
@@ -166,9 +167,28 @@ def note_edit() -> None:
         _edits[0] += 1
 
 
+def _explicit(mesh: Any) -> bool:
+    return any(t == jax.sharding.AxisType.Explicit for t in getattr(mesh, "axis_types", ()))
+
+
+def put_replicated(x: Any, placement: Any) -> Any:
+    """``x`` on ``placement`` (None: the default device); on a mesh with explicit axes the spec
+    is spelled out for ``x``'s rank (``P(None,)`` for a vector), the form a jitted step there
+    returns its replicated vectors in (an input placed as ``P()`` would compile the second step
+    again). Auto meshes keep ``P()``, the form their steps return.
+
+    Example:
+        >>> put_replicated(np.arange(3.0), None).tolist()
+        [0.0, 1.0, 2.0]
+    """
+    if isinstance(placement, NamedSharding) and np.ndim(x) and _explicit(placement.mesh):
+        placement = NamedSharding(placement.mesh, PartitionSpec(*([None] * np.ndim(x))))
+    return jax.device_put(x, placement)
+
+
 def handle_array(control: Control) -> Any:
     """The ``[serial, version]`` leaf of ``control``, placed with its hyperparameters."""
-    return jax.device_put(np.array([control.serial, control.version], np.uint32), control.placement)
+    return put_replicated(np.array([control.serial, control.version], np.uint32), control.placement)
 
 
 def read_handle(obj: Any) -> Optional[Tuple[int, int]]:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jparam.optim import _pytree as pt
 from jparam.optim._transform import TorchTransform
 from jparam.optim.optimizer import Optimizer
 
@@ -61,7 +62,7 @@ def _per_parameter(v: Any, n: int, placement: Any) -> Any:
     devices."""
     if isinstance(v, jax.core.Tracer):
         return jnp.broadcast_to(v, (n,))
-    return jax.device_put(np.full((n,), np.asarray(v)), placement)
+    return pt.put_replicated(np.full((n,), np.asarray(v)), placement)
 
 
 class TxOptimizer(Optimizer):
@@ -125,5 +126,5 @@ class TxOptimizer(Optimizer):
                 fields.append([jnp.asarray(p[k], like.dtype) for p, like in zip(per, likes)])
             else:
                 vals = np.stack([np.asarray(p[k], v.dtype).reshape(()) for p in per])
-                fields.append(jax.device_put(vals, self._placement()))
+                fields.append(pt.put_replicated(vals, self._placement()))
         return type(fresh)(*fields)

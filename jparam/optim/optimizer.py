@@ -957,6 +957,6 @@ def _place(state: Any, like: Any, placement: Any) -> Any:
             return x
         if tuple(x.shape) == tuple(shape) and isinstance(like, jax.Array):
             return x
-        return jax.device_put(x, placement)
+        return pt.put_replicated(x, placement)
 
     return jax.tree_util.tree_map(put, state)
