@@ -36,9 +36,14 @@ MAXPOOL = [  # (fn, shape, kwargs): tiled and overlapping windows, batched and u
 @pytest.mark.parametrize("name,shape,kw", MAXPOOL)
 def test_max_pool_gradient_goes_to_first_max_like_torch(name, shape, kw):
     x = _tied(shape, 0)
+    _pool_equals_torch(name, x, kw, np.random.default_rng(1))
+
+
+def _pool_equals_torch(name, x, kw, rng):
+    """Values, the eager vjp and the jitted gradient of ``F.<name>`` bitwise equal to torch's."""
     tx = torch.tensor(x, requires_grad=True)
     ty = getattr(TF, name)(tx, **kw)
-    ct = np.random.default_rng(1).standard_normal(ty.shape).astype(np.float32)
+    ct = rng.standard_normal(ty.shape).astype(np.float32)
     ty.backward(torch.tensor(ct))
     fn = getattr(F, name)
     y, vjp = jax.vjp(lambda a: fn(a, **kw), jnp.asarray(x))
@@ -60,16 +65,7 @@ def test_tiled_max_pool_gradient_with_nans_and_ties_goes_where_torch_sends_it(na
     rng = np.random.default_rng(11)
     x = _tied(shape, 9)
     x.reshape(-1)[rng.choice(x.size, x.size // 4, replace=False)] = np.nan
-    ct = rng.standard_normal(getattr(TF, name)(torch.tensor(x), **kw).shape).astype(np.float32)
-    tx = torch.tensor(x, requires_grad=True)
-    ty = getattr(TF, name)(tx, **kw)
-    ty.backward(torch.tensor(ct))
-    fn = getattr(F, name)
-    y, vjp = jax.vjp(lambda a: fn(a, **kw), jnp.asarray(x))
-    g_jit = jax.jit(jax.grad(lambda a: jnp.sum(fn(a, **kw) * ct)))(jnp.asarray(x))
-    np.testing.assert_array_equal(np.asarray(y), ty.detach().numpy())
-    np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(ct))[0]), tx.grad.numpy())
-    np.testing.assert_array_equal(np.asarray(g_jit), tx.grad.numpy())
+    _pool_equals_torch(name, x, kw, rng)
 
 
 def test_max_pool_gradient_reaches_one_element_per_window_when_xla_recomputes_its_input():
