@@ -43,11 +43,23 @@ def _assert_unchanged(m, snap):
         np.testing.assert_array_equal(to_np(b), a, err_msg=n)
 
 
+# A bias feeding BatchNorm in training mode has gradient zero in exact arithmetic: torch and
+# jparam both return rounding noise there, of different size (jparam's normalisation backward
+# projects last, torch centres last), so it is checked to be zero at float32 rounding of its
+# layer's gradients (1e-5 of the weight's largest), not compared entry by entry.
+_ZERO_IN_EXACT_ARITHMETIC = {"seq.0.bias": "seq.0.weight"}
+
+
 def _assert_grads_match(tm, jm):
+    grads = {n: p.grad for n, p in jm.named_parameters()}
     for (n, tp), (jn, jp) in zip(tm.named_parameters(), jm.named_parameters()):
         assert n == jn
         if tp.grad is None:
             assert jp.grad is None, n
+        elif n in _ZERO_IN_EXACT_ARITHMETIC and jm.seq[1].training:
+            scale = float(np.abs(to_np(grads[_ZERO_IN_EXACT_ARITHMETIC[n]])).max())
+            for g in (jp.grad, tp.grad):
+                assert float(np.abs(to_np(g)).max()) <= 1e-5 * scale, (n, to_np(g), scale)
         else:
             assert jp.grad is not None, n
             assert_close(jp.grad, tp.grad, rtol=1e-5, atol=1e-5, what=n)
